@@ -1,0 +1,5 @@
+import sys
+
+from meshgdl.cli import main
+
+sys.exit(main())
