@@ -1,0 +1,1 @@
+"""Datasets, transforms and procedural shapes (``meshgdl.data.synthetic``)."""
