@@ -109,6 +109,16 @@ class Irreps:
             start += d
         return out
 
+    def copies(self) -> list[tuple[int, int]]:
+        """``(freq, start)`` of every irrep copy in layout order (a copy spans ``irrep_dim(freq)`` entries)."""
+        out, start = [], 0
+        for m, f in self.terms:
+            d = self.irrep_dim(f)
+            for _ in range(m):
+                out.append((f, start))
+                start += d
+        return out
+
     def simplify(self) -> "Irreps":
         """Merge adjacent terms of the same frequency."""
         merged: list[list[int]] = []
