@@ -250,8 +250,8 @@ def _check_finite(V: np.ndarray, name: str) -> None:
     if bad.any():
         i = int(np.argmax(bad.any(axis=1)))
         raise MeshError(
-            f"{name}: vertex {i} has a non-finite coordinate ({V[i].tolist()}); "
-            f"{int(bad.any(axis=1).sum())} such vertices"
+            f"{name}: vertex {i} (0-based) has a non-finite coordinate {V[i].tolist()} "
+            f"({_plural(int(bad.any(axis=1).sum()), 'such vertex', 'such vertices')})"
         )
 
 
@@ -293,7 +293,7 @@ def _build_mesh(V, idx, lens, name, path, merge_vertices, process, warnings) -> 
     _check_finite(V, name)
     short = lens < 3
     if short.any():
-        warnings.append(f"ignored {int(short.sum())} faces with fewer than 3 vertices")
+        warnings.append(f"ignored {_plural(int(short.sum()), 'face')} with fewer than 3 vertices")
     T, origin = _triangulate(idx, lens)
     if len(T) == 0:
         what = "no faces (a point cloud?)" if n_orig else "no vertices and no faces (empty mesh)"
@@ -313,20 +313,20 @@ def _build_mesh(V, idx, lens, name, path, merge_vertices, process, warnings) -> 
             rank = np.empty(len(first), dtype=np.int64)
             rank[np.argsort(first, kind="stable")] = np.arange(len(first))
             rep = rank[inv]
-            warnings.append(f"merged {n_orig - len(first)} duplicate vertices")
+            warnings.append(f"merged {_plural(n_orig - len(first), 'duplicate vertex', 'duplicate vertices')}")
     F = rep[T]
 
     # 2. triangles that use a vertex twice
     keep = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
     if not keep.all():
-        warnings.append(f"removed {int((~keep).sum())} faces that use the same vertex twice")
+        warnings.append(f"removed {_plural(int((~keep).sum()), 'face')} that use the same vertex twice")
     F, origin = F[keep], origin[keep]
 
     # 3. repeated triangles (same vertex set), keeping the first
     if len(F):
         first_f = _group_rows(np.sort(F, axis=1))[0]
         if len(first_f) < len(F):
-            warnings.append(f"removed {len(F) - len(first_f)} duplicate faces")
+            warnings.append(f"removed {_plural(len(F) - len(first_f), 'duplicate face')}")
             first_f = np.sort(first_f)
             F, origin = F[first_f], origin[first_f]
     if len(F) == 0:
@@ -340,7 +340,7 @@ def _build_mesh(V, idx, lens, name, path, merge_vertices, process, warnings) -> 
     new_id[used] = np.arange(int(used.sum()))
     n_unused_orig = int((~used[rep]).sum())
     if n_unused_orig:
-        warnings.append(f"dropped {n_unused_orig} unreferenced vertices")
+        warnings.append(f"dropped {_plural(n_unused_orig, 'unreferenced vertex', 'unreferenced vertices')}")
     orig_to_new = new_id[rep]
     F = new_id[F]
     Vn = np.empty((int(used.sum()), 3), dtype=np.float64)
