@@ -122,7 +122,7 @@ def assert_gauge_equivariant(
         raise TypeError(f"fn must return a tensor, got {type(out).__name__}")
     if out.shape[-1] != irreps_out.dim:
         raise AssertionError(f"output has {out.shape[-1]} channels, irreps_out {irreps_out} has dim {irreps_out.dim}")
-    if require_nonzero and not bool(out.abs().max() > 0):
+    if require_nonzero and not bool(out.detach().abs().max() > 0):
         raise AssertionError("output is identically zero: the equivariance check would be vacuous")
     worst = 0.0
     for trial in range(n_trials):
@@ -140,7 +140,7 @@ def assert_gauge_equivariant(
         )
         out_t = call(t["x"], t["theta"], t["transport"])
         expected = transform_features(irreps_out, out, a_out)
-        err = float((out_t - expected).abs().max()) if out.numel() else 0.0
+        err = float((out_t - expected).detach().abs().max()) if out.numel() else 0.0
         worst = max(worst, err)
         if not err <= atol:
             raise AssertionError(f"not gauge equivariant: max error {err:.3e} > atol {atol:.1e} (trial {trial})")
