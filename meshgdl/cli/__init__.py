@@ -18,6 +18,7 @@ COMMANDS = [
     "info",
     "geodesic",
     "spectrum",
+    "view",
 ]
 
 

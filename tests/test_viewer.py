@@ -1,0 +1,468 @@
+"""Viewer: colour maps, isolines, glyphs, deformations, headless rendering, CLI export.
+
+Rendering tests need headless EGL (Debian ``libegl1 libgl1-mesa-dri``); they are
+skipped with that reason only when an offscreen renderer cannot be created.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meshes import grid, icosphere, torus
+from meshgdl.errors import MeshError
+from viewer.colormaps import (apply_colormap, colorbar_box, colormap_lut, label_colors, label_palette,
+                              legend_width)
+from viewer.deform import bend, deformation_frames, load_frame_folder, principal_axes, twist
+from viewer.features import (Feature, ViewerError, array_feature, coordinate_feature, labels_feature,
+                             load_labels_file, load_scalar_file, model_features)
+from viewer.scene import (Style, ViewerModel, glyph_segments, isoline_segments, parse_size,
+                          spread_subset, unique_edges)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ colour maps
+def test_colormap_ends_clamp_and_nan():
+    lut = colormap_lut("viridis")
+    c = apply_colormap(np.array([0.0, 1.0, -5.0, 7.0, np.nan]), 0.0, 1.0)
+    np.testing.assert_allclose(c[0], lut[0])
+    np.testing.assert_allclose(c[1], lut[-1])
+    np.testing.assert_allclose(c[2], lut[0])  # clamped below
+    np.testing.assert_allclose(c[3], lut[-1])  # clamped above
+    assert np.all(np.isfinite(c)) and not np.allclose(c[4], lut[0]) and not np.allclose(c[4], lut[-1])
+    # constant field: no division by zero, one colour
+    flat = apply_colormap(np.full(4, 2.0), 2.0, 2.0)
+    assert np.all(np.isfinite(flat)) and np.ptp(flat, axis=0).max() == 0
+    with pytest.raises(ValueError, match="unknown colour map"):
+        colormap_lut("jet")
+
+
+def test_label_palette_distinct_and_consistent():
+    pal = label_palette(40)
+    d = np.linalg.norm(pal[:, None] - pal[None], axis=2) + np.eye(40)
+    assert d.min() > 0.02
+    cols, classes, palette = label_colors(np.array([7, 3, 3, 9, 7]))
+    assert classes.tolist() == [3, 7, 9]
+    np.testing.assert_allclose(cols[1], palette[0])
+    np.testing.assert_allclose(cols[0], cols[4])
+    assert not np.allclose(cols[0], cols[1])
+
+
+# ------------------------------------------------------------------ isolines and glyphs
+def test_isolines_of_linear_function_on_grid_are_exact():
+    V, F = grid(9, 9, jitter=0.3)
+    f = V[:, 0] + 0.0
+    P, faces, W = isoline_segments(V, F, f, [0.43, 0.71])
+    # end points lie exactly on the level sets, interpolation weights reproduce them
+    on = np.isclose(P[..., 0], 0.43) | np.isclose(P[..., 0], 0.71)
+    assert on.all()
+    np.testing.assert_allclose(np.einsum("kec,kcd->ked", W, V[F[faces]]), P)
+    # each level set is a straight segment across the unit square: total length 1
+    for lv in (0.43, 0.71):
+        sel = np.isclose(P[:, 0, 0], lv)
+        assert np.linalg.norm(P[sel, 0] - P[sel, 1], axis=1).sum() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_isoline_equator_of_sphere():
+    V, F = icosphere(4)
+    P, _, _ = isoline_segments(V, F, V[:, 2], [0.0])
+    assert np.abs(P[..., 2]).max() < 1e-12
+    length = np.linalg.norm(P[:, 0] - P[:, 1], axis=1).sum()
+    assert 0.98 * 2 * np.pi < length <= 2 * np.pi  # inscribed polygon of the unit circle
+    assert isoline_segments(V, F, V[:, 2], [5.0])[0].shape == (0, 2, 3)
+
+
+def test_glyphs_point_along_gauge_angle():
+    rng = np.random.default_rng(0)
+    k = 20
+    base = rng.normal(size=(k, 3))
+    # random orthonormal frames (rows e1, e2, n)
+    Q = np.linalg.qr(rng.normal(size=(k, 3, 3)))[0].transpose(0, 2, 1)
+    phi = rng.uniform(-np.pi, np.pi, k)
+    lengths = rng.uniform(0.5, 2.0, k)
+    # rho_1: the ray is a e1 + b e2, with an arrow head (3 segments per glyph)
+    coeffs = 3.0 * np.stack([np.cos(phi), np.sin(phi)], 1)
+    S = glyph_segments(base, Q, coeffs, 1, lengths)
+    assert S.shape == (3 * k, 2, 3)
+    want = base + lengths[:, None] * (np.cos(phi)[:, None] * Q[:, 0] + np.sin(phi)[:, None] * Q[:, 1])
+    np.testing.assert_allclose(S[:k, 0], base)
+    np.testing.assert_allclose(S[:k, 1], want, atol=1e-12)
+    # rho_2 with angle 2*phi: a headless line field, rays at phi and phi + pi
+    coeffs2 = np.stack([np.cos(2 * phi), np.sin(2 * phi)], 1)
+    S2 = glyph_segments(base, Q, coeffs2, 2, lengths)
+    assert S2.shape == (2 * k, 2, 3)
+    d0 = S2[:k, 1] - base
+    d1 = S2[k:, 1] - base
+    np.testing.assert_allclose(d0, -d1, atol=1e-12)
+    np.testing.assert_allclose(np.abs(np.einsum("ij,ij->i", d0, want - base)), lengths ** 2, rtol=1e-9)
+
+
+def test_spread_subset_and_edges():
+    V, F = torus(16, 8)
+    idx = spread_subset(V, 30)
+    assert len(np.unique(idx)) == 30
+    assert spread_subset(V, 10_000).tolist() == list(range(len(V)))
+    E = unique_edges(F)
+    assert len(E) == 3 * len(F) // 2  # closed surface: every edge in two faces
+
+
+# ------------------------------------------------------------------ deformations
+def _capsule_like():
+    """A long tube (axis x) so the principal axis is well defined."""
+    V, F = torus(48, 12, R=1.0, r=0.25)
+    return V * np.array([3.0, 0.6, 0.6]), F
+
+
+def test_twist_and_bend_move_only_the_band():
+    V, F = _capsule_like()
+    c, axes = principal_axes(V)
+    u = (V - c) @ axes[0]
+    u = (u - u.min()) / np.ptp(u)
+    E = unique_edges(F)
+    L0 = np.linalg.norm(V[E[:, 0]] - V[E[:, 1]], axis=1)
+    for W, (lo, hi) in ((twist(V, 1.2), (0.25, 0.75)), (bend(V, 1.0), (0.4, 0.6))):
+        L = np.linalg.norm(W[E[:, 0]] - W[E[:, 1]], axis=1)
+        outside = np.all((u[E] <= lo) | (u[E] >= hi), axis=1) & (np.sign(u[E] - 0.5).sum(1) != 0)
+        assert outside.sum() > len(E) // 3
+        np.testing.assert_allclose(L[outside], L0[outside], rtol=1e-12)  # rigid away from the joint
+        assert np.abs(W - V).max() > 0.1  # it did move
+    fr = deformation_frames(V, "twist", 5)
+    assert fr.shape == (5,) + V.shape
+    np.testing.assert_array_equal(fr[0], V)
+    assert all(np.abs(fr[i + 1] - fr[i]).max() > 1e-3 for i in range(4))
+    with pytest.raises(ValueError):
+        deformation_frames(V, "melt", 3)
+
+
+def test_frame_folder_round_trip_and_mismatch(tmp_path):
+    from meshgdl.io import load_mesh, save_mesh
+
+    V, F = torus(16, 8)
+    save_mesh(tmp_path / "rest.obj", V, F)
+    fr = deformation_frames(V, "bend", 3)
+    d = tmp_path / "frames"
+    d.mkdir()
+    for name, k in (("pose0", 0), ("pose2", 2), ("pose10", 1)):  # natural order: 10 after 2
+        save_mesh(d / f"{name}.obj", fr[k], F)
+    ref = load_mesh(tmp_path / "rest.obj")
+    got = load_frame_folder(d, ref)
+    np.testing.assert_allclose(got, fr[[0, 2, 1]], atol=1e-12)
+    save_mesh(d / "pose11.obj", *torus(12, 8))
+    with pytest.raises(MeshError, match="connectivity"):
+        load_frame_folder(d, ref)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MeshError, match="no mesh files"):
+        load_frame_folder(tmp_path / "empty", ref)
+
+
+# ------------------------------------------------------------------ features and model state
+def test_feature_files_validate_and_map_file_order(tmp_path):
+    from meshgdl.io import load_mesh
+
+    # a file with a duplicated vertex: the cleaned mesh has one vertex fewer
+    (tmp_path / "dup.obj").write_text(
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 0 0\nv 1 1 0\nf 1 2 3\nf 4 5 3\n")
+    m = load_mesh(tmp_path / "dup.obj")
+    assert len(m.V) == 4 and m.n_orig_vertices == 5
+    np.savetxt(tmp_path / "s.txt", [10.0, 11.0, 12.0, 11.0, 14.0])
+    vals = load_scalar_file(tmp_path / "s.txt", m)
+    np.testing.assert_allclose(vals, [10.0, 11.0, 12.0, 14.0])
+    (tmp_path / "bad.txt").write_text("1\n2\n")
+    with pytest.raises(ViewerError, match="2 values"):
+        load_scalar_file(tmp_path / "bad.txt", m)
+    np.save(tmp_path / "nan.npy", np.array([1.0, np.nan, 0, 0]))
+    with pytest.raises(ViewerError, match="NaN"):
+        load_scalar_file(tmp_path / "nan.npy", m)
+    (tmp_path / "lab.txt").write_text("0\n1\n1.5\n2\n")
+    with pytest.raises(ViewerError, match="integers"):
+        load_labels_file(tmp_path / "lab.txt", m)
+    (tmp_path / "lab2.txt").write_text("0\n1\n1\n2\n")
+    assert load_labels_file(tmp_path / "lab2.txt", m).tolist() == [0, 1, 1, 2]
+
+
+def test_model_features_hook_says_what_is_missing(tmp_path):
+    from meshgdl.errors import CheckpointError
+
+    ck = tmp_path / "m.safetensors"
+    ck.write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"meshgdl train"):
+        model_features(ck, np.zeros((3, 3)), np.array([[0, 1, 2]]), 0, 0)
+
+
+def test_model_range_is_shared_by_frames_and_signs_are_aligned():
+    V, F = _capsule_like()
+    fr = deformation_frames(V, "bend", 4)
+    # a sign-ambiguous feature (like an eigenfunction) whose sign flips on odd frames
+    calls = []
+
+    def flippy(Vt, Ft):
+        calls.append(1)
+        s = -1.0 if len(calls) % 2 == 0 else 1.0
+        return s * (Vt[:, 0] - Vt[:, 0].mean())
+
+    f = Feature("flippy", flippy, kind="signed", align_signs=True)
+    m = ViewerModel(fr, F, [f, coordinate_feature()])
+    vals = m.channel_values()
+    corr = [np.sum(vals[t] * vals[0]) for t in range(4)]
+    assert min(corr) > 0  # all frames agree in sign with frame 0
+    lo, hi = m.value_range()
+    assert lo == -hi and hi == pytest.approx(np.abs(vals).max())  # signed: symmetric, over all frames
+    m.step_feature()
+    assert m.num_channels == 3 and m.feature.intrinsic is False
+    m.channel = 2
+    lo, hi = m.value_range()
+    assert lo == pytest.approx(fr[:, :, 2].min()) and hi == pytest.approx(fr[:, :, 2].max())
+    with pytest.raises(ViewerError, match="channel 5 out of range"):
+        ViewerModel(fr, F, [coordinate_feature()], channel=5)
+    for bad in ("12", "0x10", "axb"):
+        with pytest.raises(ViewerError):
+            parse_size(bad)
+
+
+# ------------------------------------------------------------------ rendering (EGL)
+@pytest.fixture(scope="module")
+def egl():
+    from viewer.render import OffscreenView, RenderUnavailable
+
+    try:
+        v = OffscreenView(64, 64)
+    except RenderUnavailable as exc:
+        pytest.skip(f"headless EGL rendering unavailable: {exc}")
+    v.close()
+    return True
+
+
+def _project(cam, P, w, h):
+    d = (cam.eye - cam.center) / np.linalg.norm(cam.eye - cam.center)
+    right = np.cross(cam.up, d)
+    X = P - cam.eye
+    zc = -(X @ d)
+    t = np.tan(np.radians(cam.fov) / 2)
+    u = w / 2 + (X @ right) / zc / (t * w / h) * w / 2
+    v = h / 2 - (X @ cam.up) / zc / t * h / 2
+    return u, v
+
+
+def test_render_mesh_where_projected_background_elsewhere(egl):
+    from viewer.render import HeadlessRenderer
+
+    V, F = torus()
+    st = Style(width=320, height=240, shading="flat", legend=False, caption=False)
+    m = ViewerModel(V[None], F, [array_feature(np.zeros(len(V)), "zero")], st)
+    r = HeadlessRenderer(m)
+    img = r.image().astype(int)
+    assert img.shape == (240, 320, 3)
+    bg = np.array([round(255 * c) for c in r.view.background])
+    fg = np.abs(img - bg).max(axis=2) > 8
+    ys, xs = np.nonzero(fg)
+    u, v = _project(r.camera, V, 320, 240)
+    # silhouette bounding box = projected vertices' bounding box (within AA pixels)
+    assert abs(xs.min() - u.min()) < 3 and abs(xs.max() - u.max()) < 3
+    assert abs(ys.min() - v.min()) < 3 and abs(ys.max() - v.max()) < 3
+    # the hole of the torus and the corners are background
+    cu, cv = _project(r.camera, np.zeros((1, 3)), 320, 240)
+    assert not fg[int(round(cv[0])), int(round(cu[0]))]
+    assert not fg[:3, :3].any() and not fg[-3:, -3:].any()
+    # flat shading renders the feature colour exactly (a constant field: middle of the map)
+    want = np.round(255 * apply_colormap(np.zeros(1), 0, 0)[0]).astype(int)
+    assert (np.abs(img[fg] - want).max(axis=1) < 3).mean() > 0.9
+
+
+def test_channel_change_changes_colours_and_labels_use_palette(egl):
+    from viewer.render import HeadlessRenderer
+
+    V, F = torus()
+    st = Style(width=240, height=200, shading="flat", legend=False, caption=False)
+    labels = (np.arctan2(V[:, 1], V[:, 0]) // (np.pi / 2)).astype(int) + 2  # 4 quadrants
+    m = ViewerModel(V[None], F, [coordinate_feature(), labels_feature(labels)], st)
+    r = HeadlessRenderer(m)
+    a = r.image().astype(int)
+    m.step_channel(1)
+    b = r.image().astype(int)
+    bg = np.array([round(255 * c) for c in r.view.background])
+    fg = np.abs(a - bg).max(axis=2) > 8
+    np.testing.assert_array_equal(a[~fg], b[~fg])  # same silhouette, same background
+    assert np.abs(a[fg] - b[fg]).max(axis=1).mean() > 20  # x-colouring vs y-colouring
+    m.step_feature(1)
+    c = r.image().astype(int)
+    pal = np.round(255 * label_palette(4)).astype(int)
+    dist = np.abs(c[fg][:, None, :] - pal[None]).max(axis=2)  # (pixels, 4)
+    near = dist.min(axis=1) <= 3
+    assert near.mean() > 0.9  # all but anti-aliased edge pixels are exact palette colours
+    counts = np.bincount(dist.argmin(axis=1)[near], minlength=4)
+    assert (counts > 0.1 * near.sum()).all()  # each of the 4 labels is visible
+
+
+def test_deformation_frames_render_differently_and_lit_shading_works(egl):
+    from viewer.render import HeadlessRenderer
+
+    V, F = _capsule_like()
+    fr = deformation_frames(V, "bend", 3)
+    m = ViewerModel(fr, F, [coordinate_feature()], Style(width=240, height=180, arrows=True,
+                                                         gauge_frames=True, wireframe=True))
+    r = HeadlessRenderer(m)
+    a, b = r.image(0).astype(int), r.image(2).astype(int)
+    assert (np.abs(a - b).max(axis=2) > 30).mean() > 0.02
+    scene = m.scene(2)
+    names = {layer.name for layer in scene.lines}
+    assert {"arrows", "e1", "e2", "wireframe"} <= names
+    # gradient arrows of the x coordinate lie in the tangent planes of the bent frame
+    arrows = next(layer for layer in scene.lines if layer.name == "arrows").segments
+    assert len(arrows) > 0
+
+
+def test_colour_bar_in_legend_shows_map_ends(egl):
+    from viewer.render import HeadlessRenderer, layout
+
+    V, F = icosphere(3)
+    st = Style(width=320, height=240, cmap="viridis")
+    m = ViewerModel(V[None], F, [array_feature(V[:, 2] * 5 + 1, "height")], st)
+    img = HeadlessRenderer(m).image()
+    assert img.shape == (240, 320, 3)
+    lay = layout(st)
+    x0, y0, x1, y1 = colorbar_box(lay["view_h"], lay["legend_w"])
+    ox = lay["view_w"]
+    lut = np.round(255 * colormap_lut("viridis")).astype(int)
+    top = img[y0, ox + (x0 + x1) // 2].astype(int)
+    bottom = img[y1 - 1, ox + (x0 + x1) // 2].astype(int)
+    assert np.abs(top - lut[-1]).max() <= 3  # max at the top
+    assert np.abs(bottom - lut[0]).max() <= 3  # min at the bottom
+    # the legend has dark tick text next to the bar
+    text = img[y0 - 6:y0 + 6, ox + x1 + 6:320].astype(int)
+    assert (text.max(axis=2) < 100).any()
+
+
+# ------------------------------------------------------------------ command line
+def _run_cli(argv):
+    from meshgdl.cli import main
+
+    return main(["view"] + [str(a) for a in argv])
+
+
+@pytest.fixture
+def torus_obj(tmp_path):
+    from meshgdl.io import save_mesh
+
+    V, F = torus(24, 12)
+    p = tmp_path / "torus.obj"
+    save_mesh(p, V, F)
+    return p
+
+
+def test_cli_exports_png_gif_and_frames_atomically(egl, tmp_path, torus_obj, capsys):
+    from PIL import Image
+
+    out = tmp_path / "out" / "x.png"
+    assert _run_cli([torus_obj, "--feature", "x", "--export", out, "--size", "320x240"]) == 0
+    im = Image.open(out)
+    assert im.size == (320, 240) and im.format == "PNG"
+    gif = tmp_path / "anim.gif"
+    assert _run_cli([torus_obj, "--feature", "x", "--deform", "twist", "--frames", "3",
+                     "--export", gif, "--size", "160x120"]) == 0
+    g = Image.open(gif)
+    assert g.n_frames == 3 and g.size == (160, 120)
+    d = tmp_path / "frames"
+    assert _run_cli([torus_obj, "--labels", _labels(tmp_path, 24 * 12), "--deform", "bend", "--frames", "2",
+                     "--export", str(d) + "/", "--size", "96x96"]) == 0
+    assert sorted(p.name for p in d.iterdir()) == ["frame_0000.png", "frame_0001.png"]
+    # nothing half-written left behind (atomic writes use dot-prefixed temp files)
+    leftovers = [p for p in tmp_path.rglob(".*") if p.is_file()]
+    assert leftovers == []
+
+
+def _labels(tmp_path, n):
+    p = tmp_path / "labels.txt"
+    np.savetxt(p, np.arange(n) % 3, fmt="%d")
+    return p
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["{mesh}", "--feature", "x", "--size", "big", "--export", "{out}"], "size must look like"),
+    (["{mesh}", "--feature", "x", "--channel", "9", "--export", "{out}"], "channel 9 out of range"),
+    (["{mesh}", "--feature", "x", "--export", "{tmp}/a.bmp"], "unsupported export type"),
+    (["{tmp}/missing.obj", "--export", "{out}"], "not found"),
+    (["{mesh}", "--scalar", "{tmp}/nope.npy", "--export", "{out}"], "not found"),
+    (["{mesh}", "--feature", "x", "--deform", "{tmp}/nofolder", "--export", "{out}"], "not twist, bend"),
+    (["{mesh}", "--feature", "x", "--deform", "articulate", "--export", "{out}"], "builtin:capsule"),
+    (["{mesh}", "--model", "{tmp}/m.ckpt", "--export", "{out}"], "not found"),
+])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, torus_obj, capsys, argv, msg):
+    fill = {"mesh": torus_obj, "out": tmp_path / "o.png", "tmp": tmp_path}
+    rc = _run_cli([a.format(**fill) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and err.startswith("meshgdl: error:") and msg in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
+    from viewer.render import ffmpeg_executable
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = tmp_path / "a.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "meshgdl", "view", str(torus_obj), "--feature", "x", "--deform", "twist",
+         "--frames", "2", "--size", "64x64", "--export", str(out)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    if ffmpeg_executable() is None:
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+        assert "ffmpeg" in proc.stderr and not out.exists()
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert out.stat().st_size > 0
+
+
+# ------------------------------------------------------------------ interactive window
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run not installed (Debian package xvfb)")
+def test_window_opens_responds_to_actions_and_closes(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, threading, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import numpy as np
+        from meshes import torus
+        from viewer.app import ViewerWindow
+        from viewer.deform import deformation_frames
+        from viewer.features import coordinate_feature, array_feature
+        from viewer.scene import Style, ViewerModel
+        V, F = torus(24, 12)
+        m = ViewerModel(deformation_frames(V, "twist", 3), F,
+                        [coordinate_feature(), array_feature(V[:, 2], "z")], Style(width=400, height=300))
+        w = ViewerWindow(m, screenshot_dir={str(tmp_path)!r})
+        log = []
+        def drive():
+            steps = [lambda: w.next_channel(1), lambda: w.next_feature(1), lambda: w.step_frame(1),
+                     lambda: w.toggle("arrows"), lambda: w.toggle("gauge_frames"),
+                     lambda: w.toggle("wireframe"), w.toggle_play, w.screenshot]
+            for s in steps:
+                w.app.post_to_main_thread(w.window, s)
+                time.sleep(0.3)
+            time.sleep(2.0)
+            log.append((m.channel, m.feature_index, m.style.arrows, m.style.wireframe))
+            w.app.post_to_main_thread(w.window, w.close)
+        threading.Thread(target=drive, daemon=True).start()
+        w.run()
+        print("STATE", log, [str(p) for p in w.screenshots])
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "EGL_PLATFORM"}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", sys.executable, "-c", script],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    state = [l for l in proc.stdout.splitlines() if l.startswith("STATE")]
+    assert state and "(0, 1, True, True)" in state[0]
+    shots = list(tmp_path.glob("meshgdl_view_*.png"))
+    assert len(shots) == 1
+    from PIL import Image
+
+    im = np.asarray(Image.open(shots[0]).convert("RGB")).astype(int)
+    assert im.shape[0] > 100 and np.ptp(im.reshape(-1, 3), axis=0).max() > 100  # not blank

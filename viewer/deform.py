@@ -1,0 +1,181 @@
+"""Deforming models: built-in near-isometric deformations and frame folders.
+
+A deformation is a stack of vertex positions ``(T, n, 3) float64`` that all share
+one face array ``F``; frame 0 is the undeformed (rest) shape. The viewer recomputes a
+feature on every frame, so a feature that depends only on the metric (HKS, geodesic
+distance, Laplacian eigenfunctions) stays attached to the surface while extrinsic
+ones (raw coordinates) visibly swim.
+
+Built-ins move rigid parts rigidly and confine the non-rigid part to a band, so
+lengths change only inside the band (the "joint"):
+
+* ``twist``: rotate about the principal (longest) axis by an angle that ramps up
+  smoothly along that axis between 25% and 75% of the length: both ends stay rigid.
+* ``bend``: the far half rotates about an axis perpendicular to the principal axis
+  (the view axis, so the bend is seen side-on), blended over a band around the middle
+  -- an elbow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from meshgdl.errors import MeshError
+
+BUILTIN_DEFORMATIONS = ("twist", "bend")
+
+
+def principal_axes(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid ``(3,)`` and principal axes ``(3, 3)`` (rows, largest variance first).
+
+    Each axis is oriented so its largest-magnitude world component is positive, so the
+    result does not flip between calls or between nearly identical shapes.
+    """
+    V = np.asarray(V, dtype=np.float64)
+    c = V.mean(axis=0)
+    X = V - c
+    _, _, Vt = np.linalg.svd(X, full_matrices=False)
+    axes = Vt.copy()
+    for i in range(3):
+        k = int(np.argmax(np.abs(axes[i])))
+        if axes[i, k] < 0:
+            axes[i] = -axes[i]
+    # keep a right-handed frame; flip the middle axis (the view keeps looking from +)
+    if np.linalg.det(axes) < 0:
+        axes[1] = -axes[1]
+    return c, axes
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """C1 ramp: 0 for x <= 0, 1 for x >= 1, 3x^2 - 2x^3 between."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def rotation_matrices(axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """``(k, 3, 3)`` rotations by ``angles (k,)`` (radians, counter-clockwise) about unit ``axis``."""
+    a = np.asarray(axis, dtype=np.float64)
+    a = a / np.linalg.norm(a)
+    K = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    s, c = np.sin(angles)[:, None, None], np.cos(angles)[:, None, None]
+    return np.eye(3)[None] + s * K[None] + (1.0 - c) * (K @ K)[None]
+
+
+def _axial(V: np.ndarray):
+    c, axes = principal_axes(V)
+    t = (V - c) @ axes[0]
+    lo, hi = float(t.min()), float(t.max())
+    if not hi > lo:
+        raise MeshError("cannot deform a mesh with zero extent along its principal axis")
+    return c, axes, (t - lo) / (hi - lo), lo, hi
+
+
+def twist(V: np.ndarray, angle: float) -> np.ndarray:
+    """Twist ``V (n, 3)`` about its principal axis; the far end turns by ``angle`` radians.
+
+    The twist angle at axial position ``u in [0, 1]`` is ``angle * smoothstep((u - 0.25) / 0.5)``.
+    """
+    V = np.asarray(V, dtype=np.float64)
+    c, axes, u, _, _ = _axial(V)
+    R = rotation_matrices(axes[0], angle * smoothstep((u - 0.25) / 0.5))
+    return c + np.einsum("nij,nj->ni", R, V - c)
+
+
+def bend(V: np.ndarray, angle: float, band: float = 0.2) -> np.ndarray:
+    """Bend ``V (n, 3)`` at the middle of its principal axis by ``angle`` radians.
+
+    Vertices with axial position ``u > 0.5 + band/2`` rotate rigidly by ``angle`` about
+    the third principal axis through the joint point; ``u < 0.5 - band/2`` stay put;
+    the band blends smoothly.
+    """
+    V = np.asarray(V, dtype=np.float64)
+    c, axes, u, lo, hi = _axial(V)
+    joint = c + axes[0] * (lo + 0.5 * (hi - lo))
+    w = smoothstep((u - (0.5 - band / 2)) / band)
+    R = rotation_matrices(axes[2], angle * w)
+    return joint + np.einsum("nij,nj->ni", R, V - joint)
+
+
+def deformation_frames(V: np.ndarray, kind: str, T: int = 24, amount: float | None = None) -> np.ndarray:
+    """``(T, n, 3)`` frames of built-in deformation ``kind`` ("twist" or "bend").
+
+    Frame ``t`` applies fraction ``t / (T - 1)`` of the full deformation (``amount``
+    radians; default pi/2 for a twist, pi/3 for a bend), so frame 0 is ``V``.
+    """
+    V = np.asarray(V, dtype=np.float64)
+    if kind not in BUILTIN_DEFORMATIONS:
+        raise ValueError(f"unknown deformation {kind!r}; built-ins are {', '.join(BUILTIN_DEFORMATIONS)}")
+    if T < 1:
+        raise ValueError(f"number of frames must be >= 1, got {T}")
+    fn = {"twist": twist, "bend": bend}[kind]
+    full = amount if amount is not None else {"twist": np.pi / 2, "bend": np.pi / 3}[kind]
+    fracs = np.linspace(0.0, 1.0, T) if T > 1 else np.zeros(1)
+    return np.stack([V if f == 0 else fn(V, full * f) for f in fracs])
+
+
+def _natural_key(name: str):
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder: str | os.PathLike) -> list[Path]:
+    """Mesh files of ``folder`` in natural order (frame2 before frame10)."""
+    from meshgdl.io import SUPPORTED_EXTENSIONS
+
+    p = Path(folder)
+    if not p.is_dir():
+        raise MeshError(f"{folder}: not a folder of meshes")
+    files = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SUPPORTED_EXTENSIONS]
+    if not files:
+        raise MeshError(f"{folder}: no mesh files ({', '.join(SUPPORTED_EXTENSIONS)}) in folder")
+    return sorted(files, key=lambda f: _natural_key(f.name))
+
+
+def load_frame_folder(folder: str | os.PathLike, reference, T: int | None = None) -> np.ndarray:
+    """Load a folder of meshes that share ``reference``'s connectivity.
+
+    ``reference`` is the :class:`meshgdl.io.Mesh` being viewed. Each file must have the
+    same number of vertices and the same faces (in the file's own numbering) as the
+    reference file; its positions are then mapped through the reference's cleaning
+    (merged/dropped vertices) so every frame lines up with ``reference.V``.
+
+    Returns ``(T, n, 3)`` float64; ``T`` evenly subsamples the files when given.
+    """
+    from meshgdl.io import load_mesh
+
+    files = list_frame_files(folder)
+    if T is not None:
+        if T < 1:
+            raise ValueError(f"number of frames must be >= 1, got {T}")
+        if T < len(files):
+            files = [files[i] for i in np.round(np.linspace(0, len(files) - 1, T)).astype(int)]
+    ref_raw = _raw_faces(reference)
+    kept = np.flatnonzero(reference.orig_to_new >= 0)
+    frames = []
+    for f in files:
+        m = load_mesh(f, process=False)
+        if m.n_orig_vertices != reference.n_orig_vertices or m.F.shape != ref_raw.shape:
+            raise MeshError(
+                f"{f}: frame does not share the mesh's connectivity "
+                f"({m.n_orig_vertices} vertices / {len(m.F)} triangles, expected "
+                f"{reference.n_orig_vertices} / {len(ref_raw)})"
+            )
+        if not np.array_equal(m.F, ref_raw):
+            raise MeshError(f"{f}: frame has the same counts but different faces than the mesh")
+        V = np.empty_like(reference.V)
+        V[reference.orig_to_new[kept]] = m.V[kept]
+        frames.append(V)
+    return np.stack(frames)
+
+
+def _raw_faces(reference) -> np.ndarray:
+    """The reference file's triangles in file numbering (before cleaning)."""
+    from meshgdl.io import load_mesh
+
+    if reference.path is None:
+        # built from arrays: its F already is the "file" numbering
+        return np.asarray(reference.F)
+    return load_mesh(reference.path, process=False).F

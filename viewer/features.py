@@ -1,0 +1,344 @@
+"""Feature sources: callables ``(V, F) -> per-vertex values``.
+
+A :class:`Feature` wraps such a callable with what the viewer needs to draw it
+(colour map kind, channel names, whether it is intrinsic). The viewer calls it once
+per deformation frame, so an intrinsic feature (HKS, geodesic distance,
+eigenfunctions, a model's output) is *recomputed* on the deformed shape -- if it stays
+attached to the same surface points, it is invariant to that deformation.
+
+Tangent (rho_n) features are :class:`TangentFeature` callables
+``(V, F, gauges) -> (n, 2)``: the coefficients ``(a, b)`` of each vertex's value in
+its gauge ``(e1, e2)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from meshgdl.errors import CheckpointError
+
+
+class ViewerError(ValueError):
+    """Bad viewer input (feature file, channel, option); the CLI prints it as one line."""
+
+
+FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Feature:
+    """A per-vertex feature the viewer can colour a mesh by.
+
+    Attributes
+    ----------
+    name : shown in the legend title.
+    compute : ``(V (n,3) float64, F (m,3) int64) -> (n,) or (n, C)`` values.
+    kind : ``"scalar"`` (sequential colour map), ``"signed"`` (diverging map centred
+        on 0) or ``"labels"`` (integer classes, categorical palette).
+    intrinsic : True when the values depend only on the surface's metric (stay attached
+        under isometric deformation); the viewer says so in the caption.
+    channel_names : optional names of the C channels (default ``name[c]``).
+    align_signs : eigenfunctions are defined up to sign; flip each frame's channels to
+        correlate positively with frame 0 so a sign flip is not mistaken for drift.
+    """
+
+    name: str
+    compute: FeatureFn
+    kind: str = "scalar"
+    intrinsic: bool = True
+    channel_names: list[str] | None = None
+    align_signs: bool = False
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __call__(self, V: np.ndarray, F: np.ndarray) -> np.ndarray:
+        """``(n, C)`` values on mesh ``(V, F)`` (cached by content)."""
+        key = _digest(V, F)
+        if key not in self._cache:
+            out = np.asarray(self.compute(np.asarray(V, np.float64), np.asarray(F, np.int64)))
+            if out.ndim == 1:
+                out = out[:, None]
+            if out.ndim != 2 or out.shape[0] != len(V):
+                raise ViewerError(
+                    f"feature {self.name!r} returned shape {out.shape}, expected ({len(V)},) or ({len(V)}, C)"
+                )
+            if self.kind != "labels":
+                out = out.astype(np.float64)
+                if not np.all(np.isfinite(out)):
+                    raise ViewerError(f"feature {self.name!r} has non-finite values")
+            if len(self._cache) > 64:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = out
+        return self._cache[key]
+
+    def channel_name(self, c: int, num_channels: int) -> str:
+        if self.channel_names and c < len(self.channel_names):
+            return f"{self.name} {self.channel_names[c]}"
+        return self.name if num_channels == 1 else f"{self.name}[{c}]"
+
+    def frames(self, frames: np.ndarray, F: np.ndarray) -> np.ndarray:
+        """``(T, n, C)`` values on every frame of a deformation ``(T, n, 3)``."""
+        vals = [self(Vt, F) for Vt in frames]
+        if self.align_signs and len(vals) > 1:
+            from meshgdl.geometry.normals import vertex_areas
+
+            ref = vals[0]
+            out = [ref]
+            for Vt, v in zip(frames[1:], vals[1:]):
+                w = vertex_areas(Vt, F)[:, None]
+                s = np.sign(np.sum(w * v * ref, axis=0))
+                out.append(v * np.where(s == 0, 1.0, s))
+            vals = out
+        return np.stack(vals)
+
+
+@dataclass
+class TangentFeature:
+    """A tangent (rho_``order``) feature: ``compute(V, F, gauges) -> (n, 2)`` gauge coefficients.
+
+    A rho_n value ``(a, b)`` at vertex p is drawn as ``n`` rays at angles
+    ``(atan2(b, a) + 2 pi k) / n`` from ``e1`` (counter-clockwise about the normal),
+    of length proportional to ``hypot(a, b)``; for n = 1 this is the vector
+    ``a e1 + b e2``.
+    """
+
+    name: str
+    compute: Callable
+    order: int = 1
+
+    def __post_init__(self):
+        if int(self.order) < 1:
+            raise ViewerError(f"tangent feature order must be >= 1, got {self.order}")
+
+
+def _digest(V: np.ndarray, F: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for a in (V, F):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- spectral helpers
+_SPECTRAL_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+
+def spectral(V: np.ndarray, F: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(evals (k,), evecs (n, k))`` of the mesh Laplacian, cached by mesh content.
+
+    HKS and eigenfunction features share one decomposition per frame.
+    """
+    from meshgdl.geometry.laplacian import laplacian
+    from meshgdl.geometry.spectral import eigenbasis
+
+    k = int(min(k, len(V) - 2))
+    if k < 1:
+        raise ViewerError(f"mesh has too few vertices ({len(V)}) for a spectral feature")
+    key = (_digest(V, F), k)
+    if key in _SPECTRAL_CACHE:
+        _SPECTRAL_CACHE.move_to_end(key)
+        return _SPECTRAL_CACHE[key]
+    L, M = laplacian(V, F)
+    evals, evecs = eigenbasis(L, M, k)
+    _SPECTRAL_CACHE[key] = (np.asarray(evals), np.asarray(evecs))
+    while len(_SPECTRAL_CACHE) > 48:
+        _SPECTRAL_CACHE.popitem(last=False)
+    return _SPECTRAL_CACHE[key]
+
+
+# ---------------------------------------------------------------- built-in features
+FEATURE_NAMES = ("hks", "geodesic", "eigen", "x")
+
+
+def hks_feature(k: int = 64, n_times: int = 16) -> Feature:
+    """Heat kernel signature: ``n_times`` channels, small diffusion times first."""
+
+    def compute(V, F):
+        from meshgdl.geometry.spectral import hks
+
+        evals, evecs = spectral(V, F, k)
+        return hks(evals, evecs, n_times=n_times)
+
+    return Feature("HKS", compute, kind="scalar", intrinsic=True,
+                   channel_names=[f"t{i}" for i in range(n_times)])
+
+
+def eigen_feature(k: int = 16) -> Feature:
+    """Laplace-Beltrami eigenfunctions ``phi_0 .. phi_{k-1}`` (mass-orthonormal, signed)."""
+
+    def compute(V, F):
+        return spectral(V, F, k)[1]
+
+    return Feature("eigenfunction", compute, kind="signed", intrinsic=True,
+                   channel_names=[f"phi{i}" for i in range(k)], align_signs=True)
+
+
+def geodesic_feature(source: int | list[int] = 0) -> Feature:
+    """Heat-method geodesic distance from vertex ``source`` (mesh length units)."""
+    sources = [int(s) for s in np.atleast_1d(source)]
+
+    def compute(V, F):
+        bad = [s for s in sources if not 0 <= s < len(V)]
+        if bad:
+            raise ViewerError(f"geodesic source vertex {bad[0]} out of range [0, {len(V) - 1}]")
+        from meshgdl.geometry.geodesics import heat_geodesic_distance
+
+        return heat_geodesic_distance(V, F, sources)
+
+    label = ",".join(map(str, sources))
+    return Feature(f"geodesic from {label}", compute, kind="scalar", intrinsic=True)
+
+
+def coordinate_feature() -> Feature:
+    """Raw x, y, z coordinates: NOT intrinsic -- the contrast case that swims."""
+    return Feature("coordinate", lambda V, F: V.copy(), kind="scalar", intrinsic=False,
+                   channel_names=["x", "y", "z"])
+
+
+def array_feature(values: np.ndarray, name: str = "scalar", kind: str | None = None) -> Feature:
+    """Fixed per-vertex values ``(n,)`` or ``(n, C)`` (e.g. from a file): they ride on
+    the vertices, so they follow any deformation by construction."""
+    values = np.asarray(values)
+    if kind is None:
+        kind = "signed" if values.size and values.min() < 0 < values.max() else "scalar"
+
+    def compute(V, F):
+        if len(values) != len(V):
+            raise ViewerError(f"{name}: {len(values)} values for a mesh with {len(V)} vertices")
+        return values
+
+    return Feature(name, compute, kind=kind, intrinsic=True)
+
+
+def labels_feature(labels: np.ndarray, name: str = "labels") -> Feature:
+    labels = np.asarray(labels).astype(np.int64)
+    return array_feature(labels, name=name, kind="labels")
+
+
+def builtin_feature(name: str, *, source: int = 0, k: int = 64) -> Feature:
+    """Feature by name: ``hks``, ``geodesic`` (from ``source``), ``eigen``, ``x`` (coordinates)."""
+    if name == "hks":
+        return hks_feature(k=k)
+    if name == "geodesic":
+        return geodesic_feature(source)
+    if name == "eigen":
+        return eigen_feature(k=min(k, 32))
+    if name == "x":
+        return coordinate_feature()
+    raise ViewerError(f"unknown feature {name!r}; choose one of {', '.join(FEATURE_NAMES)}")
+
+
+# ---------------------------------------------------------------- model features
+def model_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: np.ndarray,
+                   layer: int, channel: int) -> np.ndarray:
+    """Per-vertex activations ``(n,)`` of ``channel`` at ``layer`` of a trained model.
+
+    Hook for the model code: load the checkpoint, build the mesh's operators, run the
+    network to ``layer`` and return that channel's (gauge-invariant, rho_0) values.
+    """
+    p = Path(checkpoint_path)
+    if not p.exists():
+        raise CheckpointError(f"{checkpoint_path}: checkpoint not found")
+    raise CheckpointError(
+        f"{checkpoint_path}: model features need a trained checkpoint (meshgdl train); "
+        "the viewer cannot run models yet"
+    )
+
+
+def model_feature(checkpoint_path: str | os.PathLike, layer: int, channel: int) -> Feature:
+    def compute(V, F):
+        return model_features(checkpoint_path, V, F, layer, channel)
+
+    return Feature(f"model layer {layer} ch {channel}", compute, kind="signed", intrinsic=True)
+
+
+# ---------------------------------------------------------------- tangent features
+def gradient_tangent(feature: Feature, channel: int = 0) -> TangentFeature:
+    """The intrinsic gradient of a scalar feature's ``channel``, as a rho_1 field."""
+    from meshgdl.geometry.gradient import tangent_gradient
+
+    def compute(V, F, gauges):
+        f = feature(V, F)[:, channel].astype(np.float64)
+        Gx, Gy = tangent_gradient(gauges)
+        return np.stack([Gx @ f, Gy @ f], axis=1)
+
+    return TangentFeature(f"grad {feature.channel_name(channel, 2)}", compute, order=1)
+
+
+def array_tangent(coeffs: np.ndarray, order: int = 1, name: str = "vectors") -> TangentFeature:
+    """Fixed gauge coefficients ``(n, 2)`` (e.g. from a file)."""
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+
+    def compute(V, F, gauges):
+        if len(coeffs) != len(V):
+            raise ViewerError(f"{name}: {len(coeffs)} vectors for a mesh with {len(V)} vertices")
+        return coeffs
+
+    return TangentFeature(name, compute, order=order)
+
+
+# ---------------------------------------------------------------- files
+def _per_vertex(values: np.ndarray, mesh, path) -> np.ndarray:
+    """Accept values on the cleaned vertices (n) or on the file's vertices (n_orig)."""
+    n = len(mesh.V)
+    n_orig = getattr(mesh, "n_orig_vertices", n)
+    if len(values) == n:
+        return values
+    if len(values) == n_orig and hasattr(mesh, "new_to_orig"):
+        return values[mesh.new_to_orig]
+    want = f"{n}" if n == n_orig else f"{n} (or the file's {n_orig})"
+    raise ViewerError(f"{path}: {len(values)} values, but the mesh has {want} vertices")
+
+
+def _read_array(path) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise ViewerError(f"{path}: file not found")
+    try:
+        if p.suffix.lower() == ".npy":
+            return np.load(p, allow_pickle=False)
+        return np.loadtxt(p, ndmin=1, delimiter="," if p.suffix.lower() == ".csv" else None)
+    except Exception as exc:
+        msg = " ".join(str(exc).split())[:160]
+        raise ViewerError(f"{path}: cannot read values ({msg})") from None
+
+
+def load_scalar_file(path, mesh) -> np.ndarray:
+    """Per-vertex scalars ``(n,)`` or ``(n, C)`` from ``.npy`` / ``.txt`` / ``.csv``."""
+    a = _read_array(path)
+    if a.ndim not in (1, 2) or not np.issubdtype(a.dtype, np.number):
+        raise ViewerError(f"{path}: expected a numeric (n,) or (n, C) array, got shape {a.shape}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ViewerError(f"{path}: contains NaN or infinite values")
+    return _per_vertex(a, mesh, path)
+
+
+def load_labels_file(path, mesh) -> np.ndarray:
+    """Integer per-vertex labels ``(n,)`` from ``.txt`` (one per line) or ``.npy``."""
+    a = _read_array(path)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.number):
+        raise ViewerError(f"{path}: expected one integer label per vertex, got shape {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+        raise ViewerError(f"{path}: labels must be integers")
+    return _per_vertex(a.astype(np.int64), mesh, path)
+
+
+def load_vectors_file(path, mesh) -> np.ndarray:
+    """Gauge coefficients ``(n, 2)`` from ``.npy`` / ``.txt``."""
+    a = _read_array(path)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ViewerError(f"{path}: expected an (n, 2) array of gauge coefficients, got shape {a.shape}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ViewerError(f"{path}: contains NaN or infinite values")
+    return _per_vertex(a, mesh, path)
