@@ -403,6 +403,25 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, torus_obj, capsys, argv, 
     assert not (tmp_path / "o.png").exists()
 
 
+def test_cli_window_without_display_is_a_one_line_error(torus_obj, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("display detection is Linux-only")
+    assert _run_cli([torus_obj, "--feature", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--export" in err
+
+
+def test_cli_model_without_trained_checkpoint(tmp_path, torus_obj, capsys):
+    ck = tmp_path / "m.safetensors"
+    ck.write_bytes(b"not a model")
+    assert _run_cli([torus_obj, "--model", ck, "--layer", "1", "--export", tmp_path / "o.png"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "meshgdl train" in err
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
     from viewer.render import ffmpeg_executable
 

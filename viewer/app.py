@@ -23,7 +23,7 @@ KEY_HELP = [
     ("G", "toggle gauge frames (e1 red, e2 green)"),
     ("W", "toggle wireframe"),
     ("I", "toggle isolines"),
-    ("S", "screenshot (PNG with legend, next to the working directory)"),
+    ("S", "screenshot: meshgdl_view_NNNN.png (with legend) in the working directory"),
     ("Q / Esc", "quit"),
 ]
 

@@ -46,7 +46,7 @@ class Camera:
 
 
 def fit_camera(frames: np.ndarray, aspect: float, fov: float = 30.0,
-               azimuth: float = 20.0, elevation: float = 12.0, margin: float = 0.04) -> Camera:
+               azimuth: float = 20.0, elevation: float = 12.0, margin: float = 0.06) -> Camera:
     """A fixed camera that keeps every frame of ``frames (T, n, 3)`` in view.
 
     Looks along the rest shape's smallest principal axis (at its broadest side), with

@@ -8,7 +8,9 @@ exits. All the work is in the ``viewer`` package.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import textwrap
 
 
 def register(subparsers) -> None:
@@ -17,11 +19,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "view",
         help="show features on a mesh (window, or headless export to png/gif/mp4)",
-        description=(
+        description=textwrap.fill(
             "Show a per-vertex feature on a mesh, optionally on every frame of a deformation "
             "(the feature is recomputed per frame: intrinsic features stay attached, raw "
-            "coordinates swim). MESH is a mesh file or builtin:capsule|torus|sphere|bumpy."
-        ),
+            "coordinates swim). MESH is a mesh file or builtin:capsule|torus|sphere|bumpy. "
+            "Without --export a window opens; with it the view is rendered headless.", 78),
         epilog="window keys:\n" + "\n".join(f"  {k:32s} {v}" for k, v in KEY_HELP),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -87,6 +89,8 @@ def _run(args) -> int:
         from viewer.render import export_kind
 
         export_kind(args.export)  # reject a bad extension before any computation
+    elif sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ViewerError("no display for a window (DISPLAY is not set); use --export out.png to render headless")
     style = Style(width=w, height=h, shading="flat" if args.flat else "lit", wireframe=args.wireframe,
                   arrows=args.arrows or args.vectors is not None, gauge_frames=args.gauge_frames,
                   isolines=args.isolines, cmap=args.cmap)
