@@ -19,6 +19,8 @@ COMMANDS = [
     "geodesic",
     "spectrum",
     "view",
+    "train",
+    "eval",
 ]
 
 

@@ -1,0 +1,363 @@
+"""Data augmentation for mesh learning, applied without recomputing geometry where it can be.
+
+Two kinds of transform:
+
+* **Operator transforms** act on a prepared operator bundle -- a numpy
+  :class:`meshgdl.operators.Operators` (fields ``V``, ``normals``, ``frames``,
+  ...) or a torch :class:`meshgdl.operators.TorchOperators` (``pos`` instead of
+  ``V``), for one mesh or a collated batch (``batch`` vector) -- and return a new
+  bundle (the input is never modified):
+
+  - :class:`RandomRotation`: a rigid rotation ``R`` (uniform on SO(3), or about one
+    axis). Every intrinsic quantity -- Laplacian, mass, eigenpairs, HKS, log-map
+    angles ``theta``, radii ``r``, transport, tangent gradient -- is unchanged by a
+    rigid motion as long as the gauge frames rotate with the surface, so only
+    ``V``/``pos``, ``normals`` and ``frames`` are rotated: ``x -> x R^T``.
+  - :class:`RandomScale`: isotropic scaling by ``s`` (no anisotropic scaling: it
+    would change the intrinsic geometry). Exact laws: ``V -> sV``, ``mass -> s^2 mass``,
+    ``r -> s r``, ``evals -> evals / s^2``, ``evecs -> evecs / s`` (they stay
+    M-orthonormal), ``grad -> grad / s``; ``L`` (the weak cotan Laplacian), angles,
+    transport, normals and frames are scale invariant. HKS is recomputed from the
+    scaled eigenpairs with the same function the operators used.
+  - :class:`RandomJitter`: small Gaussian noise on the *positions* only (as input
+    features see them); the intrinsic operators are kept, which is the documented
+    approximation (the noise is a fraction of the mean edge length).
+
+* **Mesh transforms** act on a :class:`meshgdl.data.datasets.MeshItem` before the
+  operators are computed (so the result cannot come from the cache):
+  :class:`RandomRemesh` decimates the mesh to a random fraction of its faces
+  (``fast_simplification``) and carries per-vertex labels over by nearest
+  neighbour.
+
+Every transform is called as ``t(obj, rng)`` with a ``numpy.random.Generator`` so
+that augmentation is reproducible (the training loop derives ``rng`` from
+``(seed, epoch, mesh index)``; the result does not depend on the data order or the
+number of processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+# --------------------------------------------------------------------------- helpers
+
+
+def random_rotation_matrix(rng: np.random.Generator, axis: int | None = None) -> np.ndarray:
+    """(3, 3) float64 rotation: uniform on SO(3) (``axis=None``; from a uniformly
+    random unit quaternion), or a uniform angle about coordinate ``axis`` (0, 1, 2)."""
+    if axis is not None:
+        a = rng.uniform(0.0, 2.0 * np.pi)
+        c, s = np.cos(a), np.sin(a)
+        i, j = [k for k in range(3) if k != axis]
+        R = np.eye(3)
+        R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
+        return R
+    q = rng.standard_normal(4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _is_torch(a) -> bool:
+    return hasattr(a, "detach") and hasattr(a, "device")
+
+
+def _pos_name(ops) -> str:
+    return "pos" if hasattr(ops, "pos") else "V"
+
+
+def _n_graphs(ops) -> int:
+    return int(getattr(ops, "num_graphs", 1) or 1)
+
+
+def _graph_index(ops):
+    """(N,) mesh index of each vertex (zeros for a single-mesh numpy bundle)."""
+    b = getattr(ops, "batch", None)
+    if b is not None:
+        return b
+    return np.zeros(len(getattr(ops, _pos_name(ops))), dtype=np.int64)
+
+
+def _per_vertex(values: np.ndarray, ops, like):
+    """Gather per-mesh values (B, ...) to per-vertex (N, ...) in ``like``'s array type."""
+    idx = _graph_index(ops)
+    if _is_torch(like):
+        import torch
+
+        v = torch.as_tensor(values, dtype=like.dtype, device=like.device)
+        return v[idx]
+    return np.asarray(values, dtype=like.dtype)[np.asarray(idx)]
+
+
+def rotate(ops, R):
+    """Rotate a bundle rigidly. R: (3, 3) (same for every mesh) or (B, 3, 3) per mesh.
+
+    Positions, normals and frame rows map ``x -> R x``; nothing intrinsic changes.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim == 2:
+        R = np.broadcast_to(R, (_n_graphs(ops), 3, 3))
+    pn = _pos_name(ops)
+    pos = getattr(ops, pn)
+    Rv = _per_vertex(R, ops, pos)  # (N, 3, 3)
+    upd = {}
+    if _is_torch(pos):
+        import torch
+
+        upd[pn] = torch.einsum("nij,nj->ni", Rv, pos)
+        upd["normals"] = torch.einsum("nij,nj->ni", Rv, ops.normals)
+        upd["frames"] = torch.einsum("nij,nkj->nki", Rv, ops.frames)
+    else:
+        upd[pn] = np.einsum("nij,nj->ni", Rv, pos)
+        upd["normals"] = np.einsum("nij,nj->ni", Rv, ops.normals)
+        upd["frames"] = np.einsum("nij,nkj->nki", Rv, ops.frames)
+    return dataclasses.replace(ops, **upd)
+
+
+def scale(ops, s):
+    """Scale a bundle isotropically by ``s`` (scalar, or (B,) per mesh), s > 0.
+
+    See the module docstring for the exact law of every field.
+    """
+    s = np.asarray(s, dtype=np.float64).reshape(-1)
+    if np.any(~np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"scale factors must be finite and positive, got {s}")
+    B = _n_graphs(ops)
+    s = np.broadcast_to(s, (B,)) if s.size == 1 else s
+    pn = _pos_name(ops)
+    pos = getattr(ops, pn)
+    sv = _per_vertex(s, ops, pos)  # (N,)
+    upd = {pn: pos * sv[:, None], "mass": ops.mass * sv**2, "evecs": ops.evecs / sv[:, None]}
+    # per-edge radii: the receiver's mesh
+    recv = ops.edge_index[1]
+    upd["r"] = ops.r * sv[recv]
+    ev = ops.evals
+    if _is_torch(ev):
+        import torch
+
+        st = torch.as_tensor(s, dtype=ev.dtype, device=ev.device)
+        upd["evals"] = ev / (st[:, None] ** 2 if ev.dim() == 2 else st[0] ** 2)
+    else:
+        upd["evals"] = ev / (s[0] ** 2)
+    for g in ("grad_x", "grad_y"):
+        upd[g] = _scale_rows(getattr(ops, g), sv)
+    upd["hks"] = _recompute_hks(ops, upd["evals"], upd["evecs"])
+    return dataclasses.replace(ops, **upd)
+
+
+def _scale_rows(G, sv):
+    """Row i of the sparse gradient divided by s of vertex i's mesh."""
+    if _is_torch(G):
+        G = G.coalesce()
+        idx, val = G.indices(), G.values()
+        import torch
+
+        return torch.sparse_coo_tensor(idx, val / sv[idx[0]], G.shape).coalesce()
+    import scipy.sparse as sp
+
+    return sp.diags(1.0 / np.asarray(sv)) @ G
+
+
+def _recompute_hks(ops, evals, evecs):
+    """HKS of each mesh from its (transformed) eigenpairs, with the geometry layer's function."""
+    from meshgdl.geometry.spectral import hks
+
+    n_t = int(ops.hks.shape[1])
+    ptr = getattr(ops, "ptr", None)
+    torch_in = _is_torch(evecs)
+    ev_np = evals.detach().cpu().numpy() if torch_in else np.asarray(evals)
+    vec_np = evecs.detach().cpu().numpy() if torch_in else np.asarray(evecs)
+    if ptr is None:
+        out = hks(ev_np.reshape(-1), vec_np, n_times=n_t)
+    else:
+        p = ptr.tolist() if torch_in else list(ptr)
+        ev_np = ev_np.reshape(len(p) - 1, -1)
+        out = np.concatenate([hks(ev_np[b], vec_np[p[b]:p[b + 1]], n_times=n_t) for b in range(len(p) - 1)])
+    if torch_in:
+        import torch
+
+        return torch.as_tensor(out, dtype=ops.hks.dtype, device=ops.hks.device)
+    return np.asarray(out, dtype=np.asarray(ops.hks).dtype)
+
+
+def mean_edge_length(ops) -> np.ndarray:
+    """(B,) mean edge length (from the stored radii ``r``) of each mesh of the bundle."""
+    r = ops.r
+    recv = ops.edge_index[1]
+    gi = _graph_index(ops)
+    if _is_torch(r):
+        import torch
+
+        B = _n_graphs(ops)
+        g = gi[recv]
+        s = torch.zeros(B, dtype=r.dtype, device=r.device).index_add(0, g, r)
+        c = torch.zeros(B, dtype=r.dtype, device=r.device).index_add(0, g, torch.ones_like(r))
+        return (s / c.clamp_min(1)).detach().cpu().numpy()
+    g = np.asarray(gi)[np.asarray(recv)]
+    B = _n_graphs(ops)
+    return np.bincount(g, weights=r, minlength=B) / np.maximum(np.bincount(g, minlength=B), 1)
+
+
+def jitter(ops, sigma, rng: np.random.Generator, clip: float = 3.0):
+    """Add N(0, (sigma * mean edge length)^2) noise, clipped at ``clip`` sigma, to positions only."""
+    pn = _pos_name(ops)
+    pos = getattr(ops, pn)
+    h = mean_edge_length(ops) * float(sigma)  # (B,)
+    noise = np.clip(rng.standard_normal((len(pos), 3)), -clip, clip)
+    if _is_torch(pos):
+        import torch
+
+        hv = _per_vertex(h, ops, pos)
+        return dataclasses.replace(ops, **{pn: pos + torch.as_tensor(noise, dtype=pos.dtype, device=pos.device) * hv[:, None]})
+    hv = np.asarray(h)[np.asarray(_graph_index(ops))]
+    return dataclasses.replace(ops, **{pn: pos + noise * hv[:, None]})
+
+
+# --------------------------------------------------------------------------- transform objects
+
+
+class RandomRotation:
+    """Rotate each mesh by an independent random rotation (uniform SO(3), or about ``axis``)."""
+
+    def __init__(self, axis: int | None = None):
+        if axis not in (None, 0, 1, 2):
+            raise ValueError(f"axis must be None, 0, 1 or 2, got {axis!r}")
+        self.axis = axis
+
+    def __call__(self, ops, rng: np.random.Generator):
+        B = _n_graphs(ops)
+        return rotate(ops, np.stack([random_rotation_matrix(rng, self.axis) for _ in range(B)]))
+
+    def __repr__(self) -> str:
+        return f"RandomRotation(axis={self.axis})"
+
+
+class RandomScale:
+    """Scale each mesh by ``s`` drawn log-uniformly from ``[lo, hi]``."""
+
+    def __init__(self, lo: float = 0.8, hi: float = 1.25):
+        if not 0 < lo <= hi:
+            raise ValueError(f"need 0 < lo <= hi, got {lo}, {hi}")
+        self.lo, self.hi = float(lo), float(hi)
+
+    def __call__(self, ops, rng: np.random.Generator):
+        s = np.exp(rng.uniform(np.log(self.lo), np.log(self.hi), _n_graphs(ops)))
+        return scale(ops, s)
+
+    def __repr__(self) -> str:
+        return f"RandomScale({self.lo}, {self.hi})"
+
+
+class RandomJitter:
+    """Gaussian position noise of ``sigma`` mean edge lengths (positions only)."""
+
+    def __init__(self, sigma: float = 0.05, clip: float = 3.0):
+        if sigma < 0:
+            raise ValueError("sigma must be >= 0")
+        self.sigma, self.clip = float(sigma), float(clip)
+
+    def __call__(self, ops, rng: np.random.Generator):
+        return jitter(ops, self.sigma, rng, self.clip) if self.sigma > 0 else ops
+
+    def __repr__(self) -> str:
+        return f"RandomJitter(sigma={self.sigma})"
+
+
+class RandomRemesh:
+    """Mesh transform: with probability ``p``, decimate to a uniformly random fraction in
+    ``[min_ratio, max_ratio]`` of the faces and transfer per-vertex targets by nearest
+    neighbour. The item's ``orig_to_new`` is composed so it still maps file vertices
+    (to their nearest surviving vertex)."""
+
+    def __init__(self, min_ratio: float = 0.5, max_ratio: float = 0.9, p: float = 1.0):
+        if not 0 < min_ratio <= max_ratio <= 1:
+            raise ValueError(f"need 0 < min_ratio <= max_ratio <= 1, got {min_ratio}, {max_ratio}")
+        self.min_ratio, self.max_ratio, self.p = float(min_ratio), float(max_ratio), float(p)
+
+    def __call__(self, item, rng: np.random.Generator):
+        if rng.uniform() >= self.p:
+            return item
+        ratio = rng.uniform(self.min_ratio, self.max_ratio)
+        return remesh_item(item, ratio)
+
+    def __repr__(self) -> str:
+        return f"RandomRemesh({self.min_ratio}, {self.max_ratio}, p={self.p})"
+
+
+def remesh_item(item, keep_fraction: float):
+    """Decimate a :class:`MeshItem` to ``keep_fraction`` of its faces (targets by nearest vertex)."""
+    import fast_simplification
+    from scipy.spatial import cKDTree
+
+    V, F = item.V, item.F
+    V2, F2 = fast_simplification.simplify(V.astype(np.float64), F.astype(np.int64),
+                                          target_reduction=1.0 - float(keep_fraction))
+    V2 = np.asarray(V2, dtype=np.float64)
+    F2 = np.asarray(F2, dtype=np.int64)
+    used = np.unique(F2)
+    remap = np.full(len(V2), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    V2, F2 = V2[used], remap[F2]
+    _, nn_old = cKDTree(V).query(V2)  # each new vertex -> nearest old vertex
+    _, nn_new = cKDTree(V2).query(V)  # each old vertex -> nearest new vertex
+    y = item.y[nn_old] if np.ndim(item.y) == 1 else item.y
+    o2n = np.where(item.orig_to_new >= 0, nn_new[np.maximum(item.orig_to_new, 0)], -1)
+    return dataclasses.replace(item, V=V2, F=F2, y=y, orig_to_new=o2n,
+                               face_origin=np.full(len(F2), -1, dtype=np.int64))
+
+
+def apply_to_sample(sample, transform, rng: np.random.Generator):
+    """Apply an operator transform to a model sample: the sample itself if it is an
+    operator bundle (has positions, ``normals`` and ``frames``), else its ``ops`` /
+    ``operators`` field (dataclass attribute or dict key)."""
+    if hasattr(sample, "normals") and hasattr(sample, "frames") and (hasattr(sample, "pos") or hasattr(sample, "V")):
+        return transform(sample, rng)
+    for name in ("ops", "operators"):
+        if isinstance(sample, dict) and name in sample:
+            return {**sample, name: transform(sample[name], rng)}
+        if dataclasses.is_dataclass(sample) and hasattr(sample, name):
+            return dataclasses.replace(sample, **{name: transform(getattr(sample, name), rng)})
+    raise TypeError(f"cannot augment a sample of type {type(sample).__name__}: it holds no operator bundle")
+
+
+class Compose:
+    """Apply transforms in order, each with the same generator."""
+
+    def __init__(self, transforms: Sequence):
+        self.transforms = list(transforms)
+
+    def __call__(self, obj, rng: np.random.Generator):
+        for t in self.transforms:
+            obj = t(obj, rng)
+        return obj
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms})"
+
+
+def build_augmentation(rotate: str | None = "so3", scale_range: tuple[float, float] | None = None,
+                       jitter_sigma: float = 0.0) -> Compose:
+    """The operator augmentation the CLI options describe.
+
+    rotate: ``"so3"`` (uniform), ``"x"``/``"y"``/``"z"`` (about one axis) or None.
+    """
+    ts: list = []
+    if rotate:
+        axes = {"so3": None, "x": 0, "y": 1, "z": 2}
+        if rotate not in axes:
+            raise ValueError(f"rotate must be one of so3, x, y, z or none, got {rotate!r}")
+        ts.append(RandomRotation(axes[rotate]))
+    if scale_range:
+        ts.append(RandomScale(*scale_range))
+    if jitter_sigma:
+        ts.append(RandomJitter(jitter_sigma))
+    return Compose(ts)

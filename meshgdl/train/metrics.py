@@ -1,0 +1,152 @@
+"""Evaluation metrics from a confusion matrix.
+
+Everything is computed from one ``(C, C)`` int64 confusion matrix ``cm`` with
+``cm[true, pred]`` counts, so per-batch results can be summed (also across DDP
+ranks) and the metrics of a whole split are exact, not averages of batch averages.
+
+Conventions
+-----------
+* Targets equal to ``ignore_index`` (default -1, "unlabelled") are left out.
+* Accuracy is the fraction of counted items (vertices or meshes) predicted right.
+* IoU of class c is ``TP / (TP + FP + FN)``; it is ``nan`` for a class that occurs
+  neither in the targets nor in the predictions (undefined, not 0 or 1), and the
+  mean IoU averages the defined ones only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+IGNORE_INDEX = -1
+
+
+def confusion_matrix(pred, target, n_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Confusion matrix ``(n_classes, n_classes)`` int64, rows = true class, columns = prediction.
+
+    pred, target: integer arrays of the same shape (numpy or torch). Targets equal to
+    ``ignore_index`` are skipped; any other value outside ``[0, n_classes)`` raises
+    ``ValueError``.
+    """
+    pred = _as_numpy(pred).astype(np.int64, copy=False).ravel()
+    target = _as_numpy(target).astype(np.int64, copy=False).ravel()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target differ in size: {pred.size} vs {target.size}")
+    keep = target != ignore_index
+    pred, target = pred[keep], target[keep]
+    for nm, a in (("target", target), ("pred", pred)):
+        if a.size and (a.min() < 0 or a.max() >= n_classes):
+            bad = a[(a < 0) | (a >= n_classes)][0]
+            raise ValueError(f"{nm} value {int(bad)} outside [0, {n_classes})")
+    return np.bincount(target * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def confusion_matrix_torch(pred, target, n_classes: int, ignore_index: int = IGNORE_INDEX):
+    """Same as :func:`confusion_matrix` but stays on the tensors' device (no host sync)."""
+    import torch
+
+    pred = pred.reshape(-1).long()
+    target = target.reshape(-1).long()
+    keep = target != ignore_index
+    idx = target[keep] * n_classes + pred[keep]
+    return torch.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def accuracy(cm: np.ndarray) -> float:
+    """Fraction of correct predictions; ``nan`` for an empty matrix."""
+    cm = np.asarray(cm)
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total else math.nan
+
+
+def per_class_iou(cm: np.ndarray) -> np.ndarray:
+    """(C,) float64 IoU per class; ``nan`` where the class is absent from targets and predictions."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+
+
+def mean_iou(cm: np.ndarray) -> float:
+    """Mean of the defined per-class IoUs (``nan`` if none is defined)."""
+    iou = per_class_iou(cm)
+    return float(np.nanmean(iou)) if np.isfinite(iou).any() else math.nan
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """(C,) recall of each class; ``nan`` for classes absent from the targets."""
+    cm = np.asarray(cm, dtype=np.float64)
+    support = cm.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(cm) / np.where(support > 0, support, 1), np.nan)
+
+
+def _nan_to_none(a) -> list:
+    return [None if not np.isfinite(x) else float(x) for x in np.asarray(a, dtype=np.float64)]
+
+
+def segmentation_metrics(cm: np.ndarray, class_names: list[str] | None = None) -> dict:
+    """JSON-ready metrics of a per-vertex (or per-face) segmentation.
+
+    Keys: ``accuracy``, ``mean_iou``, ``mean_class_accuracy``, ``per_class_iou``
+    (list, ``None`` for undefined), ``support`` (targets per class), ``count``.
+    """
+    cm = np.asarray(cm)
+    pca = per_class_accuracy(cm)
+    out = {
+        "accuracy": accuracy(cm),
+        "mean_iou": mean_iou(cm),
+        "mean_class_accuracy": float(np.nanmean(pca)) if np.isfinite(pca).any() else math.nan,
+        "per_class_iou": _nan_to_none(per_class_iou(cm)),
+        "support": [int(s) for s in cm.sum(1)],
+        "count": int(cm.sum()),
+    }
+    if class_names is not None:
+        out["class_names"] = list(class_names)
+    return out
+
+
+def classification_metrics(cm: np.ndarray, class_names: list[str] | None = None) -> dict:
+    """JSON-ready metrics of mesh classification: ``accuracy``, ``mean_class_accuracy``,
+    ``per_class_accuracy``, ``confusion_matrix`` (rows true, columns predicted), ``count``."""
+    cm = np.asarray(cm)
+    pca = per_class_accuracy(cm)
+    out = {
+        "accuracy": accuracy(cm),
+        "mean_class_accuracy": float(np.nanmean(pca)) if np.isfinite(pca).any() else math.nan,
+        "per_class_accuracy": _nan_to_none(pca),
+        "confusion_matrix": cm.astype(np.int64).tolist(),
+        "count": int(cm.sum()),
+    }
+    if class_names is not None:
+        out["class_names"] = list(class_names)
+    return out
+
+
+def task_metrics(task: str, cm: np.ndarray, class_names: list[str] | None = None) -> dict:
+    if task == "segmentation":
+        return segmentation_metrics(cm, class_names)
+    if task == "classification":
+        return classification_metrics(cm, class_names)
+    raise ValueError(f"unknown task {task!r}; expected 'segmentation' or 'classification'")
+
+
+def _as_numpy(a) -> np.ndarray:
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def json_safe(obj):
+    """Copy of ``obj`` with NaN / inf floats replaced by None (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    return obj
