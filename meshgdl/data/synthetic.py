@@ -242,7 +242,12 @@ def marching_tetrahedra(S: np.ndarray, origin, spacing: float) -> tuple[np.ndarr
     w = sp_ / (sp_ - sq)
     V = (_grid_xyz(p, ny, nz) * (1 - w)[:, None] + _grid_xyz(q, ny, nz) * w[:, None]) * spacing
     V += np.asarray(origin, dtype=np.float64)
-    nrm = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
+    # Orient combinatorially, not with the final (possibly sliver) geometry: put each
+    # triangle's corners at its grid-edge midpoints, where it is a plane section that
+    # strictly separates the tetrahedron's inside corners from its outside ones, and
+    # the arithmetic on half-integers is exact.
+    M = 0.5 * (_grid_xyz(T // Sf.size, ny, nz) + _grid_xyz(T % Sf.size, ny, nz))  # (t, 3, 3)
+    nrm = np.cross(M[:, 1] - M[:, 0], M[:, 2] - M[:, 0])
     flip = np.einsum("ij,ij->i", nrm, out) < 0
     F[flip] = F[flip][:, ::-1]
     return V, F
