@@ -32,13 +32,17 @@ def add_mesh_argument(parser, help: str = "input mesh (.obj .ply .off .stl .glb 
     parser.add_argument("mesh", metavar="MESH", help=help)
 
 
-def load_mesh_arg(path: str, *, notes: bool = True) -> Mesh:
-    """Load the MESH argument; with ``notes`` print what cleaning changed as one stderr line."""
+def load_mesh_arg(path: str) -> Mesh:
+    """Load the MESH argument (status line on stderr only if loading is slow)."""
     with status(f"loading {path}"):
-        mesh = load_mesh(path)
-    if notes and mesh.warnings:
-        print(f"meshgdl: note: {path}: {'; '.join(mesh.warnings)}", file=sys.stderr)
-    return mesh
+        return load_mesh(path)
+
+
+def print_notes(mesh: Mesh) -> None:
+    """What cleaning changed, as one stderr line. Commands call this after their
+    output is written, so a failing command still prints exactly one error line."""
+    if mesh.warnings:
+        print(f"meshgdl: note: {mesh.path}: {'; '.join(mesh.warnings)}", file=sys.stderr)
 
 
 def output_path(path: str, allowed: tuple[str, ...], what: str = "output") -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 
 from meshgdl.atomic import atomic_path
 from meshgdl.cli._common import (
-    UsageError, add_mesh_argument, colormap, components, load_mesh_arg, output_path, status,
+    UsageError, add_mesh_argument, colormap, components, load_mesh_arg, output_path, print_notes, status,
 )
 
 OUTPUTS = (".ply", ".npy")
@@ -89,4 +89,5 @@ def run(args) -> int:
 
         save_mesh(out, mesh.file_V, mesh.file_triangles(),
                   vertex_colors=colormap(d_file), vertex_scalars={"distance": d_file})
+    print_notes(mesh)
     return 0

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    mesh = load_mesh_arg(args.mesh, notes=False)
+    mesh = load_mesh_arg(args.mesh)
     with status("checking the mesh"):
         rep = mesh.report()
     if args.json:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from meshgdl.atomic import atomic_path
-from meshgdl.cli._common import UsageError, add_mesh_argument, load_mesh_arg, output_path, status
+from meshgdl.cli._common import UsageError, add_mesh_argument, load_mesh_arg, output_path, print_notes, status
 
 METHODS = ("auto", "cotan", "robust")
 
@@ -75,6 +75,7 @@ def run(args) -> int:
             orig_to_new=mesh.orig_to_new,
             laplacian=np.array(used),
         )
+    print_notes(mesh)
     return 0
 
 
