@@ -166,7 +166,11 @@ def _unflatten_optimizer(meta: dict, tensors: dict) -> dict:
 
 def load_optimizer_state(optimizer, state: dict) -> None:
     """``optimizer.load_state_dict`` with JSON lists turned back into the tuples the
-    live optimizer uses (e.g. AdamW ``betas``), so state dicts compare equal."""
+    live optimizer uses (e.g. AdamW ``betas``), so state dicts compare equal.
+
+    Build the LR scheduler *before* calling this: constructing a scheduler resets
+    the groups' learning rates to ``initial_lr * factor(0)``.
+    """
     groups = []
     for saved, live in zip(state["param_groups"], optimizer.param_groups):
         g = dict(saved)
