@@ -37,6 +37,7 @@ number of processes).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Sequence
 
@@ -315,14 +316,21 @@ def remesh_item(item, keep_fraction: float):
 def apply_to_sample(sample, transform, rng: np.random.Generator):
     """Apply an operator transform to a model sample: the sample itself if it is an
     operator bundle (has positions, ``normals`` and ``frames``), else its ``ops`` /
-    ``operators`` field (dataclass attribute or dict key)."""
+    ``operators`` field (dataclass attribute or dict key). A dataclass sample's
+    ``coarse`` levels (a mesh hierarchy) get the same rotation / scale."""
     if hasattr(sample, "normals") and hasattr(sample, "frames") and (hasattr(sample, "pos") or hasattr(sample, "V")):
         return transform(sample, rng)
     for name in ("ops", "operators"):
         if isinstance(sample, dict) and name in sample:
             return {**sample, name: transform(sample[name], rng)}
         if dataclasses.is_dataclass(sample) and hasattr(sample, name):
-            return dataclasses.replace(sample, **{name: transform(getattr(sample, name), rng)})
+            coarse = getattr(sample, "coarse", None)
+            start = copy.deepcopy(rng)
+            upd = {name: transform(getattr(sample, name), rng)}
+            if isinstance(coarse, list) and coarse:
+                # coarser levels of a hierarchy: the same draws, so the same rotation / scale
+                upd["coarse"] = [transform(c, copy.deepcopy(start)) for c in coarse]
+            return dataclasses.replace(sample, **upd)
     raise TypeError(f"cannot augment a sample of type {type(sample).__name__}: it holds no operator bundle")
 
 
