@@ -188,13 +188,15 @@ def test_feature_files_validate_and_map_file_order(tmp_path):
     assert load_labels_file(tmp_path / "lab2.txt", m).tolist() == [0, 1, 1, 2]
 
 
-def test_model_features_hook_says_what_is_missing(tmp_path):
+def test_model_features_reject_files_that_are_not_checkpoints(tmp_path):
     from meshgdl.errors import CheckpointError
 
     ck = tmp_path / "m.safetensors"
-    ck.write_bytes(b"x")
-    with pytest.raises(CheckpointError, match=r"meshgdl train"):
+    ck.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="checkpoint"):
         model_features(ck, np.zeros((3, 3)), np.array([[0, 1, 2]]), 0, 0)
+    with pytest.raises(CheckpointError, match="not found"):
+        model_features(tmp_path / "missing.safetensors", np.zeros((3, 3)), np.array([[0, 1, 2]]), 0, 0)
 
 
 def test_model_range_is_shared_by_frames_and_signs_are_aligned():
@@ -418,7 +420,7 @@ def test_cli_model_without_trained_checkpoint(tmp_path, torus_obj, capsys):
     ck.write_bytes(b"not a model")
     assert _run_cli([torus_obj, "--model", ck, "--layer", "1", "--export", tmp_path / "o.png"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "meshgdl train" in err
+    assert len(err.splitlines()) == 1 and "checkpoint" in err
     assert not (tmp_path / "o.png").exists()
 
 

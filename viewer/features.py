@@ -236,27 +236,78 @@ def builtin_feature(name: str, *, source: int = 0, k: int = 64) -> Feature:
 
 
 # ---------------------------------------------------------------- model features
+_MODELS: dict = {}
+
+
+def load_trained_model(checkpoint_path: str | os.PathLike):
+    """``(model, config)`` from a ``meshgdl train`` checkpoint (file or run folder),
+    in eval mode; cached by path and modification time."""
+    try:
+        from meshgdl.nn.models import ModelConfig, build_model
+        from meshgdl.train.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
+    except ImportError as exc:  # the model code is optional for the rest of the viewer
+        raise CheckpointError(f"model features need meshgdl's model code ({exc})") from None
+
+    p = resolve_checkpoint(checkpoint_path)
+    key = (str(p.resolve()), p.stat().st_mtime_ns)
+    if key not in _MODELS:
+        ck = load_checkpoint(p)
+        try:
+            cfg = ModelConfig.from_dict(dict(ck.model_config))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{p}: bad model config in checkpoint ({exc})") from None
+        model = build_model(cfg)
+        load_model_weights(model, ck)
+        model.eval()
+        _MODELS.clear()  # one model at a time: they can be large
+        _MODELS[key] = (model, cfg)
+    return _MODELS[key]
+
+
+def num_model_layers(checkpoint_path: str | os.PathLike) -> int:
+    """How many feature layers ``model.features(batch, layer)`` accepts."""
+    return int(load_trained_model(checkpoint_path)[0].num_feature_layers)
+
+
+def model_layer_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: np.ndarray,
+                         layer: int) -> np.ndarray:
+    """``(n, C)`` float64 gauge-invariant activations of ``layer`` of a trained model on
+    mesh ``(V, F)`` (the model's own geometry is computed for this mesh)."""
+    import torch
+
+    from meshgdl.nn.models import collate_samples, prepare
+
+    model, cfg = load_trained_model(checkpoint_path)
+    n_layers = int(model.num_feature_layers)
+    if not -n_layers <= int(layer) < n_layers:
+        raise ViewerError(f"--layer {layer} out of range: the model has {n_layers} feature layers "
+                          f"(0..{n_layers - 1})")
+    batch = collate_samples([prepare(V, F, cfg)])
+    with torch.no_grad():
+        h = model.features(batch, int(layer))
+    return h.detach().cpu().double().numpy()
+
+
 def model_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: np.ndarray,
                    layer: int, channel: int) -> np.ndarray:
-    """Per-vertex activations ``(n,)`` of ``channel`` at ``layer`` of a trained model.
+    """``(n,)`` activations of ``channel`` at ``layer`` of a trained model on ``(V, F)``.
 
-    Hook for the model code: load the checkpoint, build the mesh's operators, run the
-    network to ``layer`` and return that channel's (gauge-invariant, rho_0) values.
+    Raises :class:`CheckpointError` when the file is not a trained meshgdl checkpoint
+    (train one with ``meshgdl train``) and :class:`ViewerError` for a layer or channel
+    out of range.
     """
-    p = Path(checkpoint_path)
-    if not p.exists():
-        raise CheckpointError(f"{checkpoint_path}: checkpoint not found")
-    raise CheckpointError(
-        f"{checkpoint_path}: model features need a trained checkpoint (meshgdl train); "
-        "the viewer cannot run models yet"
-    )
+    h = model_layer_features(checkpoint_path, V, F, layer)
+    if not 0 <= int(channel) < h.shape[1]:
+        raise ViewerError(f"--channel {channel} out of range: layer {layer} has {h.shape[1]} channels")
+    return h[:, int(channel)]
 
 
-def model_feature(checkpoint_path: str | os.PathLike, layer: int, channel: int) -> Feature:
+def model_feature(checkpoint_path: str | os.PathLike, layer: int) -> Feature:
+    """All channels of one model layer as a :class:`Feature` (recomputed per frame)."""
     def compute(V, F):
-        return model_features(checkpoint_path, V, F, layer, channel)
+        return model_layer_features(checkpoint_path, V, F, layer)
 
-    return Feature(f"model layer {layer} ch {channel}", compute, kind="signed", intrinsic=True)
+    return Feature(f"model layer {layer}", compute, kind="scalar", intrinsic=True)
 
 
 # ---------------------------------------------------------------- tangent features

@@ -137,7 +137,15 @@ def make_features(lm: LoadedMesh, *, scalar=None, labels=None, feature=None, mod
     elif labels is not None:
         first.append(labels_feature(load_labels_file(labels, _as_mesh_like(lm)), Path(labels).stem))
     elif model is not None:
-        first.append(model_feature(model, layer, 0))
+        # every layer, so next/previous feature walks through the network
+        from viewer.features import num_model_layers
+
+        n_layers = num_model_layers(model)
+        if not -n_layers <= layer < n_layers:
+            raise ViewerError(f"--layer {layer} out of range: the model has {n_layers} feature layers "
+                              f"(0..{n_layers - 1})")
+        start = layer % n_layers
+        first.extend(model_feature(model, (start + i) % n_layers) for i in range(n_layers))
     elif lm.labels is not None and feature is None:
         first.append(labels_feature(lm.labels, "parts"))
     names = ["hks", "geodesic", "eigen", "x"]
@@ -164,9 +172,5 @@ def build_model(mesh: str, *, scalar=None, labels=None, feature=None, model=None
     if vectors is not None:
         tangent = array_tangent(load_vectors_file(vectors, _as_mesh_like(lm)), order=rho,
                                 name=Path(vectors).stem)
-    if model is not None:
-        # the model hook computes one channel at a time: pass the requested one
-        feats[0] = model_feature(model, layer, channel)
-        channel = 0
     return ViewerModel(fr, lm.F, feats, style or Style(), tangent=tangent, channel=channel,
                        deform_name=dname)

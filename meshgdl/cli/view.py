@@ -34,8 +34,10 @@ def register(subparsers) -> None:
     src.add_argument("--feature", choices=["hks", "geodesic", "eigen", "x"],
                      help="built-in feature: heat kernel signature, geodesic distance from --source, "
                           "Laplacian eigenfunctions, raw coordinates (not invariant)")
-    src.add_argument("--model", metavar="CKPT", help="activations of a trained model (see --layer/--channel)")
-    p.add_argument("--layer", type=int, default=0, help="model layer (with --model)")
+    src.add_argument("--model", metavar="CKPT", help="activations of a trained model: a checkpoint or run folder "
+                                                           "from meshgdl train (see --layer/--channel)")
+    p.add_argument("--layer", type=int, default=0,
+                   help="model layer to show first (with --model; negative counts from the end)")
     p.add_argument("--channel", type=int, default=0, help="feature channel to show first (default 0)")
     p.add_argument("--source", type=int, default=0, help="source vertex of the geodesic distance (default 0)")
     p.add_argument("--deform", metavar="twist|bend|articulate|FOLDER",
