@@ -458,9 +458,11 @@ def _models_available():
 @pytest.mark.parametrize("kind", ["gem", "diffusion"])
 def test_real_model_trains_one_epoch_via_cli(kind, seg_root, tmp_path, capsys):
     out = tmp_path / kind
+    small = ["width=8"] if kind == "diffusion" else ["hidden_irreps=4x0+4x1", "n_layers=1"]
+    opts = [a for o in ["k_eig=16", "n_hks=4", "head_hidden=8", *small] for a in ("--model-option", o)]
     rc = _cli("train", "--dataset", seg_root, "--model", kind, "--epochs", "1", "--out", out, "--seed", "0",
               "--cache-dir", tmp_path / "cache", "--device", "cpu", "--no-progress", "--max-meshes", "2",
-              "--val-fraction", "0", "--model-option", "k_eig=16" if kind == "diffusion" else "width=8")
+              "--val-fraction", "0", *opts)
     assert rc == 0, capsys.readouterr().err
     rc = _cli("eval", out, "--cache-dir", tmp_path / "cache", "--device", "cpu", "--no-progress",
               "--max-meshes", "1", "--out", tmp_path / "m.json")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from meshgdl.cli._common import UsageError
+from meshgdl.cli.train import dataset_warnings_as_lines
 
 
 def register(subparsers) -> None:
@@ -55,9 +56,10 @@ def run(args) -> int:
         if not dataset:
             raise UsageError("the checkpoint does not say which dataset it was trained on; pass --dataset")
         data_root = data_root or tc.get("data_root")
-    res = evaluate(args.checkpoint, dataset, args.split, data_root=data_root, device=args.device,
-                   cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress,
-                   predictions_dir=args.predictions, max_meshes=args.max_meshes)
+    with dataset_warnings_as_lines():
+        res = evaluate(args.checkpoint, dataset, args.split, data_root=data_root, device=args.device,
+                       cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress,
+                       predictions_dir=args.predictions, max_meshes=args.max_meshes)
     text = json.dumps(json_safe(res), indent=1)
     if args.out:
         from meshgdl.atomic import write_text_atomic

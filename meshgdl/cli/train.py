@@ -13,10 +13,33 @@ Interrupted runs continue exactly with ``--resume`` (same ``--out``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import warnings
 from pathlib import Path
 
 from meshgdl.cli._common import UsageError
+
+
+@contextlib.contextmanager
+def dataset_warnings_as_lines():
+    """Show dataset warnings (skipped meshes) as one ``meshgdl: warning: ...`` line each."""
+    from meshgdl.data.datasets import DatasetWarning
+
+    orig = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DatasetWarning):
+            print(f"meshgdl: warning: {message}", file=sys.stderr)
+        else:
+            orig(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = orig
 
 
 def register(subparsers) -> None:
@@ -136,11 +159,10 @@ def run(args) -> int:
     if args.resume and args.dataset is None:
         args.dataset = "(from checkpoint)"
     cfg = build_config(args)
-    res = train(cfg, out, resume=args.resume, epochs=args.epochs if args.resume else None)
+    with dataset_warnings_as_lines():
+        res = train(cfg, out, resume=args.resume, epochs=args.epochs if args.resume else None)
     if res:
         best = res.get("best") or {}
-        import sys
-
         print(f"meshgdl: {res.get('epochs_done')}/{res.get('epochs')} epochs in {out}; best "
               f"{best.get('metric', '')} {best.get('score', float('nan')):.4f} at epoch {best.get('epoch')}",
               file=sys.stderr)

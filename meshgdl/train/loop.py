@@ -371,8 +371,6 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
         }
         write_text_atomic(out / "dataset.json", json.dumps(info, indent=1))
         write_text_atomic(out / "config.json", json.dumps({"train": cfg.to_dict(), "model": model_cfg.to_dict()}, indent=1))
-        for note in train_ds.notes:
-            log(f"meshgdl: note: {note}")
     dist_mod.barrier(ctx)
 
     train_data = PreparedDataset(train_ds, api.prepare, model_cfg, cache_dir, tr_idx, cfg.in_memory)
