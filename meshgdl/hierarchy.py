@@ -19,19 +19,28 @@ record does not cover.
 
 Transport angle
 ---------------
-Fine vertex f and its parent c have frames ``(e1_f, e2_f, n_f)`` and
-``(e1_c, e2_c, n_c)``. Let ``R`` be the minimal rotation taking ``n_f`` to ``n_c``
-(about the axis ``n_f x n_c``; for exactly opposite normals the axis is a fixed
-perpendicular of ``n_f`` that does not depend on the gauge). ``R`` maps f's tangent
-plane isometrically and orientation-preservingly onto c's, so a tangent vector at
-angle ``phi`` in f's gauge lands at angle ``phi + angle`` in c's gauge, where
+Gauges are intrinsic (angles measured in each vertex's log map, rescaled to 2 pi at
+cone vertices), so the 3D ``frames`` only approximate them; mixing the two would
+break exact equivariance whenever a gauge changes its reference neighbour. We
+therefore read each gauge's axes off the tangent gradient operator itself: the rows
+of the *tangent Jacobian* ``J_p = [G_x X; G_y X]_p`` (2 x 3, the least-squares
+images in 3D of p's intrinsic unit axes; exact for flat neighbourhoods). Under a
+gauge change ``alpha_p`` the gradient rotates exactly, ``J_p -> rho_1(-alpha_p) J_p``.
 
-    angle = atan2(<R e1_f, e2_c>, <R e1_f, e1_c>).
+For a fine vertex f with parent c, let ``R`` be the minimal rotation taking the
+normal ``n_f`` to ``n_c`` (about ``n_f x n_c``; for exactly opposite normals a half
+turn about a fixed perpendicular of ``n_f``). ``A = J_c R J_f^T`` (2 x 2) maps f's
+intrinsic coordinates to c's (through 3D), and the transport angle is the angle of
+its closest rotation,
 
-Because ``R`` does not depend on the gauges, rotating f's reference direction by
-``alpha_f`` and c's by ``alpha_c`` gives exactly ``angle' = angle + alpha_f -
-alpha_c`` (the same law as an edge's transport ``g_{q->p}``): pooling a feature as
-``rho(angle) x_f`` is gauge-equivariant by construction.
+    angle = atan2(A_21 - A_12, A_11 + A_22),
+
+so a tangent vector at angle ``phi`` in f's gauge has angle ``phi + angle`` in c's.
+Since ``A -> rho_1(-alpha_c) A rho_1(alpha_f)`` under gauge changes and ``R`` depends
+on no gauge, ``angle' = angle + alpha_f - alpha_c`` holds exactly (the same law as
+an edge's transport ``g_{q->p}``), for rotated reference directions and for other
+reference neighbours alike: pooling a feature as ``rho(angle) x_f`` is exactly
+gauge-equivariant. Rigid motions and vertex order do not change the angles.
 
 Vertex order
 ------------
@@ -193,36 +202,72 @@ def collate_hierarchies(items: Sequence[Hierarchy | TorchHierarchy], dtype=None,
 # --------------------------------------------------------------------------- geometry
 
 
-def transport_angles(frames_fine: np.ndarray, frames_coarse: np.ndarray, parent: np.ndarray) -> np.ndarray:
-    """Transport angle from each fine vertex's gauge to its parent's gauge.
+def tangent_jacobian(V: np.ndarray, grad_x, grad_y) -> np.ndarray:
+    """(n, 2, 3) float64 rows ``G_x V``, ``G_y V``: the 3D images of every vertex's
+    intrinsic gauge axes (``grad_x``, ``grad_y``: (n, n) sparse tangent gradient,
+    e.g. ``Operators.grad_x``; V: (n, 3))."""
+    V = np.asarray(V, dtype=np.float64)
+    return np.stack([np.asarray(grad_x @ V), np.asarray(grad_y @ V)], axis=1)
 
-    frames_fine: (n_f, 3, 3), frames_coarse: (n_c, 3, 3), rows ``e1, e2, normal``;
-    parent: (n_f,) int64. Returns (n_f,) float64 radians in [-pi, pi) (see the module
-    docstring for the construction and its exact gauge law).
-    """
-    frames_fine = np.asarray(frames_fine, dtype=np.float64)
-    Fc = np.asarray(frames_coarse, dtype=np.float64)[np.asarray(parent, dtype=np.int64)]
-    e1, nf = frames_fine[:, 0], frames_fine[:, 2]
-    e1c, e2c, nc = Fc[:, 0], Fc[:, 1], Fc[:, 2]
+
+def _minimal_rotation(nf: np.ndarray, nc: np.ndarray) -> np.ndarray:
+    """(k, 3, 3) rotations taking unit vectors ``nf`` to ``nc`` about ``nf x nc``."""
     axis = np.cross(nf, nc)
     s = np.linalg.norm(axis, axis=1)
     c = np.einsum("ij,ij->i", nf, nc)
     k = np.zeros_like(axis)
     ok = s > 1e-12
     k[ok] = axis[ok] / s[ok, None]
+    phi = np.arctan2(s, c)
     flip = ~ok & (c < 0)
     if np.any(flip):
-        # Opposite normals: any half-turn works; pick an axis from n_f alone so the
-        # choice does not depend on the gauge (keeps the gauge law exact).
+        # Opposite normals: any half-turn works; the axis comes from n_f alone so it
+        # does not depend on the gauge (keeps the gauge law exact).
         nb = nf[flip]
         ax = np.cross(nb, np.eye(3)[np.argmin(np.abs(nb), axis=1)])
         k[flip] = ax / np.linalg.norm(ax, axis=1, keepdims=True)
-    phi = np.arctan2(s, c)
-    phi[flip] = np.pi
-    cp, sp_ = np.cos(phi)[:, None], np.sin(phi)[:, None]
-    u = e1 * cp + np.cross(k, e1) * sp_ + k * np.einsum("ij,ij->i", k, e1)[:, None] * (1.0 - cp)
-    ang = np.arctan2(np.einsum("ij,ij->i", u, e2c), np.einsum("ij,ij->i", u, e1c))
+        phi[flip] = np.pi
+    K = np.zeros((len(k), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K -= np.transpose(K, (0, 2, 1))
+    sp_, cp = np.sin(phi)[:, None, None], np.cos(phi)[:, None, None]
+    return np.eye(3)[None] + sp_ * K + (1.0 - cp) * (K @ K)
+
+
+def transport_angles(
+    jac_fine: np.ndarray,
+    normals_fine: np.ndarray,
+    jac_coarse: np.ndarray,
+    normals_coarse: np.ndarray,
+    parent: np.ndarray,
+) -> np.ndarray:
+    """Transport angle from each fine vertex's gauge to its parent's gauge.
+
+    jac_*: (n, 2, 3) tangent Jacobians (:func:`tangent_jacobian`; any frame's
+    ``(e1, e2)`` rows work as well); normals_*: (n, 3) unit normals; parent: (n_f,)
+    int64. Returns (n_f,) float64 radians in [-pi, pi) (construction and exact gauge
+    law in the module docstring).
+    """
+    parent = np.asarray(parent, dtype=np.int64)
+    Jf = np.asarray(jac_fine, dtype=np.float64)
+    Jc = np.asarray(jac_coarse, dtype=np.float64)[parent]
+    R = _minimal_rotation(np.asarray(normals_fine, dtype=np.float64), np.asarray(normals_coarse, dtype=np.float64)[parent])
+    A = Jc @ R @ np.transpose(Jf, (0, 2, 1))
+    ang = np.arctan2(A[:, 1, 0] - A[:, 0, 1], A[:, 0, 0] + A[:, 1, 1])
     return (ang + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def pool_map(fine: Operators, coarse: Operators, parent: np.ndarray) -> PoolMap:
+    """The :class:`PoolMap` between two levels' operator bundles for given parents."""
+    parent = np.asarray(parent, dtype=np.int64)
+    ang = transport_angles(
+        tangent_jacobian(fine.V, fine.grad_x, fine.grad_y),
+        fine.normals,
+        tangent_jacobian(coarse.V, coarse.grad_x, coarse.grad_y),
+        coarse.normals,
+        parent,
+    )
+    return PoolMap(parent=parent, angle=ang)
 
 
 def canonical_vertex_order(V: np.ndarray, F: np.ndarray) -> np.ndarray:
@@ -373,10 +418,7 @@ def build_hierarchy(
                 Vl, Fl, k_eig=k_eig if l == 0 else coarse_k_eig, n_hks=n_hks, laplacian=laplacian, cache_dir=cache_dir
             )
         )
-    pools = [
-        PoolMap(parent=meshes[l + 1][2], angle=transport_angles(levels[l].frames, levels[l + 1].frames, meshes[l + 1][2]))
-        for l in range(len(meshes) - 1)
-    ]
+    pools = [pool_map(levels[l], levels[l + 1], meshes[l + 1][2]) for l in range(len(meshes) - 1)]
     return Hierarchy(levels=levels, pools=pools, params=params)
 
 

@@ -106,10 +106,11 @@ def test_shape_operator_gives_principal_directions_of_a_tube():
     assert ir == Irreps("1x2")
     # away from the rims (one-sided stencils there are less accurate)
     inner = np.abs(V[:, 2]) < 0.8
-    # circumferential direction (maximal curvature 1/r) at angle phi in each gauge
+    # circumferential direction (maximal curvature 1/r) at angle phi in each gauge;
+    # gauge coordinates of a 3D tangent vector: project on the gauge axes G_x X, G_y X
     t = np.stack([-V[:, 1], V[:, 0], np.zeros(len(V))], 1) / r
-    fr = ops.frames.numpy()
-    phi = np.arctan2(np.einsum("ij,ij->i", t, fr[:, 1]), np.einsum("ij,ij->i", t, fr[:, 0]))
+    gx, gy = ops.grad_x.to_dense().numpy() @ V, ops.grad_y.to_dense().numpy() @ V
+    phi = np.arctan2(np.einsum("ij,ij->i", t, gy), np.einsum("ij,ij->i", t, gx))
     want = (1 / (2 * r)) * np.stack([np.cos(2 * phi), np.sin(2 * phi)], 1)
     np.testing.assert_allclose(x[inner].numpy(), want[inner], atol=0.02)
     # a sphere's shape operator is isotropic: no preferred direction
@@ -117,21 +118,30 @@ def test_shape_operator_gives_principal_directions_of_a_tube():
     assert xs.abs().max() < 0.05
 
 
-def _regauged(ops, offsets):
-    g = compute_gauges(ops.V, ops.F, offsets=offsets, normals=ops.normals)
+def _regauged(ops, rng):
+    """Other reference neighbours + random rotations; returns the bundle and the
+    intrinsic rotation alpha (theta_new = theta_old - alpha_p on every edge)."""
+    n = ops.num_vertices
+    q, p = ops.edge_index
+    ref = np.array([rng.choice(q[p == v]) for v in range(n)])
+    g = compute_gauges(ops.V, ops.F, reference=ref, offsets=rng.uniform(-np.pi, np.pi, n), normals=ops.normals)
     gx, gy = tangent_gradient(g)
-    return dataclasses.replace(ops, frames=g.frames, edge_index=g.edge_index, theta=g.theta, transport=g.transport,
-                               grad_x=gx, grad_y=gy)
+    o0, o1 = np.argsort(q * n + p), np.argsort(g.edge_index[0] * n + g.edge_index[1])
+    alpha = np.zeros(n)
+    alpha[p[o0]] = ops.theta[o0] - g.theta[o1]
+    new = dataclasses.replace(ops, frames=g.frames, edge_index=g.edge_index, theta=g.theta, transport=g.transport,
+                              grad_x=gx, grad_y=gy)
+    return new, alpha
 
 
 def test_equivariant_features_obey_the_gauge_law():
     V, F = icosphere(2)
     V = V * (1 + 0.1 * np.random.default_rng(0).standard_normal((len(V), 1)))
     ops = ops_of(V, F)
-    alpha = np.random.default_rng(1).uniform(-np.pi, np.pi, len(V))
+    ops2, alpha = _regauged(ops, np.random.default_rng(1))
     kinds = ["hks", "mean_curvature", "gauss_curvature", "hks_grad", "shape_operator"]
     x, ir = input_features(T(ops), kinds)
-    x2, ir2 = input_features(T(_regauged(ops, alpha)), kinds)
+    x2, ir2 = input_features(T(ops2), kinds)
     assert ir == ir2 and ir.max_freq == 2
     assert x[:, ir.scalar_mask().logical_not()].abs().max() > 1e-2
     torch.testing.assert_close(x2, ir.transform(x, -torch.as_tensor(alpha)), atol=1e-10, rtol=0)

@@ -9,8 +9,9 @@ from equivariance import assert_gauge_equivariant, random_gauge, transform_featu
 from meshes import icosphere
 
 from meshgdl.geometry.gauges import compute_gauges
-from meshgdl.geometry.normals import vertex_areas
-from meshgdl.hierarchy import TorchPoolMap, decimate, transport_angles
+from meshgdl.geometry.gradient import tangent_gradient
+from meshgdl.geometry.normals import vertex_areas, vertex_normals
+from meshgdl.hierarchy import TorchPoolMap, decimate, tangent_jacobian, transport_angles
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.pooling import GaugePool, GaugeUnpool, global_pool, invariant_features
 
@@ -25,10 +26,11 @@ def two_levels():
     return V, F, Vc, Fc, par
 
 
-def _pool_map(V, F, Vc, Fc, par, af=None, ac=None):
-    ff = compute_gauges(V, F, offsets=af).frames
-    fc = compute_gauges(Vc, Fc, offsets=ac).frames
-    ang = transport_angles(ff, fc, par)
+def _pool_map(V, F, Vc, Fc, par, af=None, ac=None, ref_f=None, ref_c=None):
+    def jac(V, F, off, ref):
+        return tangent_jacobian(V, *tangent_gradient(compute_gauges(V, F, offsets=off, reference=ref)))
+
+    ang = transport_angles(jac(V, F, af, ref_f), vertex_normals(V, F), jac(Vc, Fc, ac, ref_c), vertex_normals(Vc, Fc), par)
     return TorchPoolMap(torch.as_tensor(par), torch.as_tensor(ang), len(Vc))
 
 

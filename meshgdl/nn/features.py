@@ -21,7 +21,8 @@ Gauge-equivariant features:
 * ``"hks_grad"`` (``n_hks x 1``, rho_1): the gradient of every HKS channel in the
   vertex gauge, ``(G_x h, G_y h)``.
 * ``"shape_operator"`` (``1x2``, rho_2): the traceless part of the shape operator
-  ``S_ij = <d n / d e_i, e_j>`` (normal field differentiated with ``G_x, G_y``),
+  ``S_ij = <G_i n, G_j X>`` (normal field and positions differentiated with the
+  tangent gradient ``G_x, G_y``; S is symmetric up to discretisation),
   ``((S11 - S22)/2, (S12 + S21)/2) = (k1 - k2)/2 (cos 2 phi, sin 2 phi)``, where
   phi is the angle of the first principal direction: principal curvature
   directions as a frequency-2 feature.
@@ -110,21 +111,25 @@ def gauss_curvature(ops) -> torch.Tensor:
         ang = torch.atan2(torch.linalg.cross(a, b).norm(dim=-1), (a * b).sum(-1))
         sums = sums.index_add(0, F[:, k], ang)
     E = torch.cat([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]).sort(dim=1).values
-    uniq, counts = torch.unique(E, dim=0, return_counts=True)
+    # 1-D keys: far cheaper to sort than unique(dim=0) on rows
+    uniq, counts = torch.unique(E[:, 0] * N + E[:, 1], return_counts=True)
     boundary = torch.zeros(N, dtype=torch.bool, device=pos.device)
-    boundary[uniq[counts == 1].reshape(-1)] = True
+    ends = uniq[counts == 1]
+    boundary[torch.cat([ends // N, ends % N])] = True
     target = torch.where(boundary, torch.full_like(sums, math.pi), torch.full_like(sums, 2 * math.pi))
     return (target - sums) / ops.mass.clamp_min(torch.finfo(pos.dtype).tiny)
 
 
 def shape_operator(ops) -> torch.Tensor:
-    """(N, 2, 2) shape operator ``S_ij = <d n / d e_i, e_j>`` in each vertex gauge."""
-    dn1 = _spmm(ops.grad_x, ops.normals)  # (N, 3): derivative of the normal along e1
-    dn2 = _spmm(ops.grad_y, ops.normals)
-    e1, e2 = ops.frames[:, 0], ops.frames[:, 1]
-    row1 = torch.stack([(dn1 * e1).sum(-1), (dn1 * e2).sum(-1)], -1)
-    row2 = torch.stack([(dn2 * e1).sum(-1), (dn2 * e2).sum(-1)], -1)
-    return torch.stack([row1, row2], dim=1)
+    """(N, 2, 2) second fundamental form ``S_ij = <G_i n, G_j X>`` in each vertex gauge.
+
+    Both factors come from the intrinsic tangent gradient (``G_j X`` is the 3D image
+    of the gauge axis j), not from the extrinsic ``frames``, so S transforms exactly
+    as a tensor, ``S -> rho_1(-alpha) S rho_1(alpha)``, under any gauge change.
+    """
+    dn = torch.stack([_spmm(ops.grad_x, ops.normals), _spmm(ops.grad_y, ops.normals)], 1)  # (N, 2, 3)
+    dX = torch.stack([_spmm(ops.grad_x, ops.pos), _spmm(ops.grad_y, ops.pos)], 1)
+    return dn @ dX.transpose(1, 2)
 
 
 def _centered_pos(ops) -> torch.Tensor:
