@@ -138,6 +138,20 @@ def test_batch_equals_single_meshes():
     torch.testing.assert_close(both, torch.cat([run(model, [a]), run(model, [b])]), atol=1e-10, rtol=0)
 
 
+def test_batch_of_meshes_whose_coarse_spectra_differ():
+    cfg = ModelConfig(n_levels=2, level_ratio=0.3, k_eig=16, n_hks=4, coarse_k_eig=16, nonlinearity="gated",
+                      hidden_irreps="4x0 + 2x1", n_layers=1)
+    small, big = prepare(*icosphere(1), cfg), prepare(*blob(2, 7), cfg)
+    assert small.coarse[0].evecs.shape[1] < big.coarse[0].evecs.shape[1] == 16
+    b = collate_samples([small, big], dtype=torch.float64)
+    assert b.levels[1].evecs.shape[1] == small.coarse[0].evecs.shape[1]
+    assert big.coarse[0].evecs.shape[1] == 16  # the samples themselves are untouched
+    torch.manual_seed(0)
+    model = build_model(cfg).double().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(b)[small.num_vertices:], run(model, [big]), atol=1e-10, rtol=0)
+
+
 def test_gem_block_gradcheck_and_dropout_equivariance():
     V, F = icosphere(0)
     cfg = ModelConfig(hidden_irreps="2x0 + 1x1 + 1x2", nonlinearity="gated", k_eig=4, n_hks=2, radial=2)

@@ -88,7 +88,9 @@ class ModelConfig:
 
     GEM: ``hidden_irreps`` (e.g. ``"16x0 + 16x1 + 16x2"``; ``"regular"`` needs equal
     multiplicities of frequencies 0..L), ``nonlinearity`` (``"regular" | "norm" |
-    "gated"``), ``n_samples`` (angles for ``"regular"``, >= 2L+1), ``norm``
+    "gated"``), ``n_samples`` (angles for ``"regular"``, >= 2L+1; the whole network's
+    relative gauge-invariance error with ``"4x0 + 4x1 + 4x2"``, two blocks, was 40% /
+    18% / 3% / 0.6% for 5 / 7 / 17 / 33 samples, so the default is 17), ``norm``
     (``"instance" | "batch" | "none"``), ``radial`` (radial basis functions; 0 =
     angular kernels only), ``radial_cutoff`` (in mean edge lengths), ``aggr``
     (neighbour normalisation of :class:`GEMConv`).
@@ -111,7 +113,7 @@ class ModelConfig:
     hidden_irreps: str = "16x0 + 16x1 + 16x2"
     n_layers: int = 4
     nonlinearity: str = "regular"
-    n_samples: int = 7
+    n_samples: int = 17
     norm: str = "instance"
     radial: int = 0
     radial_cutoff: float = 2.0
@@ -311,11 +313,21 @@ def collate_samples(samples: Sequence[Any], device=None, dtype=None) -> Batch:
         elif isinstance(s, Operators):
             hs.append(Hierarchy(levels=[s], pools=[]))
         elif isinstance(s, Hierarchy):
-            hs.append(s)
+            hs.append(Hierarchy(levels=list(s.levels), pools=list(s.pools)))
         else:
             raise TypeError(f"cannot collate a {type(s).__name__}; expected samples from prepare()")
     if not hs:
         raise ValueError("collate_samples needs at least one sample")
+    n_levels = {h.num_levels for h in hs}
+    if len(n_levels) == 1 and n_levels.pop() > 1:
+        # Coarse levels of small meshes may have a clipped eigenbasis; the networks do
+        # not use coarse spectra, so cut them to a common size instead of failing.
+        for l in range(1, hs[0].num_levels):
+            k = min(h.levels[l].evecs.shape[1] for h in hs)
+            for h in hs:
+                lv = h.levels[l]
+                if lv.evecs.shape[1] != k:
+                    h.levels[l] = dataclasses.replace(lv, evecs=lv.evecs[:, :k], evals=lv.evals[:k])
     th = collate_hierarchies(hs, dtype=dtype, device=device)
     return Batch(levels=th.levels, pools=th.pools, r_rel=[_relative_lengths(lv) for lv in th.levels])
 
