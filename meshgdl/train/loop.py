@@ -6,7 +6,7 @@
     RUN/dataset.json       which meshes were used (train / val / skipped names)
     RUN/last.safetensors   checkpoint after every epoch (atomic; see train.checkpoint)
     RUN/best.safetensors   checkpoint of the best validation score so far
-    RUN/metrics.jsonl      one JSON line per epoch (loss, accuracy, mIoU, lr, timings)
+    RUN/metrics.jsonl      one JSON line per epoch (loss, accuracy, mIoU, lr, timings, memory)
     RUN/results.json       summary, rewritten every epoch (so partial runs have one)
 
 The model is reached only through a small contract (by default
@@ -487,8 +487,9 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
             ckpt_mod.save_checkpoint(out / "last.safetensors", **state)
             if improved:
                 ckpt_mod.save_checkpoint(out / "best.safetensors", **state)
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(json_safe(row)) + "\n")
+            # rewritten from the checkpointed history, so a run killed between the two
+            # writes and resumed never logs an epoch twice or skips one
+            write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(json_safe(r)) + "\n" for r in history))
             results = {
                 "run_dir": str(out), "dataset": cfg.dataset, "task": task, "n_classes": n_classes,
                 "epochs_done": epoch + 1, "epochs": cfg.epochs, "finished": epoch + 1 >= cfg.epochs,
