@@ -57,18 +57,29 @@ def reference_forward(conv, x, ei, theta, transport, r):
     return out
 
 
-@pytest.mark.parametrize("radial", [0, 3])
-@pytest.mark.parametrize("aggr", ["mean", "sqrt", "sum"])
-def test_matches_reference_formula(sphere, radial, aggr):
+@pytest.mark.parametrize(
+    "radial, aggr, irreps_in, irreps_out",
+    [
+        (0, "mean", IN + " + 1x1 + 1x0", OUT),
+        (3, "mean", IN + " + 1x1 + 1x0", OUT),
+        (0, "sqrt", IN, OUT),
+        (2, "sum", IN, OUT),
+        # terms out of frequency order on both sides, frequencies absent on the other side
+        (2, "mean", "1x2 + 2x0 + 1x1 + 1x0", "1x1 + 2x0 + 1x4 + 1x0 + 2x1"),
+        (0, "mean", "2x3", "1x0"),
+    ],
+)
+def test_matches_reference_formula(sphere, radial, aggr, irreps_in, irreps_out):
     V, _, ei, _, _, _ = sphere
     ei = with_hub(ei, len(V))  # exercises the extra rows of high-degree vertices
     theta, transport, r = random_geometry(ei, 1)
     torch.manual_seed(0)
-    conv = GEMConv(IN + " + 1x1 + 1x0", OUT, radial=radial, radial_cutoff=0.6, aggr=aggr).double()
+    conv = GEMConv(irreps_in, irreps_out, radial=radial, radial_cutoff=0.6, aggr=aggr).double()
     with torch.no_grad():
-        conv.bias.normal_()
+        if conv.bias is not None:
+            conv.bias.normal_()
     x = conv.irreps_in.randn(len(V), dtype=DT)
-    out = conv(x, ei, theta, transport, r)
+    out = conv(x, ei, theta, transport, r if radial else None)
     geom = conv.precompute(ei, theta, transport, r, len(V))
     assert geom.num_rows > geom.num_nodes
     torch.testing.assert_close(out, reference_forward(conv, x, ei, theta, transport, r), atol=1e-12, rtol=0)
@@ -169,7 +180,8 @@ def test_variance_at_init():
             torch.manual_seed(seed)
             conv = GEMConv("16x0 + 16x1 + 8x2", "16x0 + 16x1 + 8x2", aggr=aggr).double()
             x = conv.irreps_in.randn(len(V), dtype=DT)
-            vals.append(float(conv(x, ei, theta, transport).var()))
+            with torch.no_grad():
+                vals.append(float(conv(x, ei, theta, transport).var()))
         ratios[aggr] = sum(vals) / len(vals)
     # documented: sqrt keeps unit variance for independent inputs, mean gives ~1/2 + 1/(2 deg)
     assert 0.8 < ratios["sqrt"] < 1.25, ratios
@@ -218,6 +230,21 @@ def test_structure_bias_and_self_interaction():
     assert torch.all(out[1] == 0) and out[0].abs().max() > 0
     # parameter count: 1x0 -> 3x0 (1 basis each) + 1x0 -> 1x1 (2 basis kernels)
     assert conv.weight.numel() == 3 + 2
+
+
+def test_state_dict_holds_only_parameters():
+    conv = GEMConv(IN, OUT, radial=2)
+    assert set(conv.state_dict()) == {"weight", "self_weight", "bias"}
+    # 3x0+2x1+2x2 -> 2x0+3x1+1x3: neighbour basis sizes d_out*d_in, radial 2
+    n_basis = sum(mo * mi * (1 if f == 0 else 2) * (1 if g == 0 else 2) for mo, g in Irreps(OUT) for mi, f in Irreps(IN))
+    assert conv.weight.numel() == 2 * n_basis
+    assert conv.self_weight.numel() == 2 * 3 * 1 + 3 * 2 * 2  # 3x0 -> 2x0 ([1]) and 2x1 -> 3x1 (I, J)
+    other = GEMConv(IN, OUT, radial=2)
+    other.load_state_dict(conv.state_dict())
+    x = Irreps(IN).randn(5)
+    ei = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]])
+    th, tr = torch.rand(5), torch.rand(5)
+    torch.testing.assert_close(other(x, ei, th, tr, th), conv(x, ei, th, tr, th))
 
 
 def test_radial_basis():

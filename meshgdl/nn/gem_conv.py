@@ -20,17 +20,21 @@ The layer is exactly gauge equivariant: with per-vertex gauge rotations ``alpha`
 (``theta_pq -> theta_pq - alpha_p``, ``g_{q->p} -> g_{q->p} + alpha_q - alpha_p``,
 ``f_p -> rho_in(-alpha_p) f_p``) the output becomes ``rho_out(-alpha_p) out_p``.
 
-**Computation.** Every basis kernel is a single angular harmonic, so the neighbour term is
-``sum_k C_k z_{p,k} + S_k z'_{p,k}`` with ``z_{p,k} = c_p sum_q cos(k theta_pq) phi_j(r_pq)
-rho_in(g) f_q`` (and ``sin`` for ``z'``). The layer therefore
+**Computation.** Writing a ``rho_n`` feature as a complex number ``f = u + i v``, every
+basis kernel applied to a transported neighbour is a constant times ``e^{i psi} f`` or its
+conjugate, with a phase ``psi = k theta + n g`` (``k = m - n`` or ``-(m + n)``); for
+``n = 0`` it is ``e^{i m theta} f``. The layer therefore
 
-1. gathers neighbour features into a padded per-vertex table ("sliced ELL": rows of width
-   ``D`` chosen from the degree histogram; vertices of higher degree get extra rows that
-   are summed back), applies the transport rotations blockwise,
-2. contracts them with the precomputed angular/radial table of each input frequency with
-   one batched matmul per input frequency, giving ``z_p`` of shape
-   ``(N, sum_n n_angular(n) * R * d_n)``,
-3. multiplies ``[f_p, z_p]`` by one assembled weight matrix (a dense GEMM).
+1. gathers the neighbours' features of each input frequency into a padded per-vertex
+   table ("sliced ELL": rows of ``D`` slots, ``D`` chosen from the degree histogram;
+   vertices of higher degree get extra rows that are summed back);
+2. forms the neighbour sums ``z = c_p sum_q phi_j(r_pq) e^{i psi_pq} f_q`` of all phases the
+   output frequencies need with one batched matmul per input frequency, against a
+   precomputed coefficient table that folds in transport, angle, radial profile and
+   ``c_p`` (real form: a 2x2 rotation block per slot and phase);
+3. per output frequency ``m``, accumulates dense GEMMs of ``f_p`` (self term, ``n = m``)
+   and the ``z`` blocks for ``m`` with weights gathered from the parameters (every entry
+   is +-1 times one parameter: no structurally zero weights are multiplied).
 
 Everything that depends only on geometry (the layout, ``cos``/``sin`` of the angles, the
 radial functions, the normalisation) lives in a :class:`GEMGeometry`, built once per
@@ -38,17 +42,18 @@ radial functions, the normalisation) lives in a :class:`GEMGeometry`, built once
 so every layer and every forward pass on the same mesh batch reuses it. Geometry inputs
 are constants: no gradient flows into ``theta``, ``transport`` or ``r``.
 
-The radial functions are normalised to ``sum_j phi_j(r)^2 = 1``. With ``aggr="sqrt"`` and
-independent unit-variance neighbour inputs, the ``k = 0`` components of ``z`` then have unit
-variance and the ``cos``/``sin`` ones variance 1/2 (for uniformly spread angles). Weights
-are initialised so that the self and the neighbour parts each contribute variance 1/2 to
-each output component under that assumption; with the default ``aggr="mean"`` independent
-inputs give output variance ~0.5-0.6 and spatially smooth inputs somewhat more (their
-isotropic neighbour components keep unit variance, the anisotropic ones shrink).
+Initialisation: the radial functions are normalised to ``sum_j phi_j(r)^2 = 1`` and the
+weights are drawn so that, for independent unit-variance inputs and ``aggr="sqrt"``, the
+self part and the neighbour part each contribute variance 1/2 to every output component
+(measured: 0.97-1.04). With the default ``aggr="mean"`` the neighbour part shrinks by the
+degree for independent inputs (measured total ~0.6); for spatially smooth inputs the
+isotropic neighbour terms keep their scale and the anisotropic ones nearly cancel, so
+stack GEM layers with the equivariant normalisations of :mod:`meshgdl.nn.norm`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from typing import Optional
@@ -57,7 +62,7 @@ import torch
 from torch import nn
 
 from .irreps import Irreps, IrrepsLike, as_irreps
-from .kernels import neighbour_kernel_basis, self_kernel_basis
+from .kernels import kernel_basis_size, neighbour_kernel_basis, self_kernel_basis
 
 __all__ = ["GEMConv", "GEMGeometry", "radial_basis", "clear_geometry_cache"]
 
@@ -105,8 +110,13 @@ class GEMGeometry:
 
     edge_index: ``(2, E)`` int64, row 0 source q, row 1 receiver p (batched graphs
     concatenated with offset indices); theta, transport: ``(E,)`` radians; r: ``(E,)``
-    or None; num_nodes: N. Tables derived from the angles are computed on first use per
-    (frequencies, radial set-up, normalisation, dtype, device) and kept.
+    or None; num_nodes: N.
+
+    Layout ("sliced ELL"): every receiver owns a row of ``D`` neighbour slots; a vertex of
+    degree above ``D`` gets extra rows (``extra_owner``) whose results are summed back.
+    ``nbr`` holds the source vertex of each slot (padding slots point at vertex 0 and get
+    zero coefficients). Tables derived from the angles are built on first use by the
+    layers (keyed by what they depend on, dtype and device) and kept in :meth:`memo`.
     """
 
     def __init__(
@@ -156,9 +166,11 @@ class GEMGeometry:
         n_rows = N + int(extra.sum())
         self.width, self.num_rows = D, n_rows
         self.extra_owner = torch.repeat_interleave(torch.arange(N, device=self.device), extra)
-        nbr = torch.full((n_rows * D,), N, dtype=torch.long, device=self.device)
+        valid = torch.zeros(n_rows * D, dtype=torch.bool, device=self.device)
+        valid[slot] = True
+        nbr = torch.zeros(n_rows * D, dtype=torch.long, device=self.device)
         nbr[slot] = src
-        self.nbr = nbr  # (n_rows * D,), N = padding (points at an appended zero row)
+        self.nbr, self.valid = nbr, valid  # (n_rows * D,)
         self._slot, self._order = slot, order
         self.deg = deg
         row_vertex = torch.cat([torch.arange(N, device=self.device), self.extra_owner])
@@ -177,64 +189,42 @@ class GEMGeometry:
             raise ValueError(f"{name} contains NaN or infinite values")
         return t
 
-    def _padded(self, values: torch.Tensor) -> torch.Tensor:
+    def padded(self, values: torch.Tensor) -> torch.Tensor:
         """Per-edge values -> per-slot ``(n_rows * D,)`` with zeros in padding slots."""
         out = values.new_zeros(self.num_rows * self.width)
         out[self._slot] = values[self._order]
         return out
 
-    def transport_table(self, freq: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``cos(freq g), sin(freq g)`` per slot, each ``(n_rows, D, 1)``."""
-        key = ("transport", freq, dtype, device)
+    def slot_theta(self) -> torch.Tensor:
+        return self.memo(("theta",), lambda: self.padded(self.theta_in))
+
+    def slot_transport(self) -> torch.Tensor:
+        return self.memo(("transport",), lambda: self.padded(self.transport_in))
+
+    def slot_r(self) -> torch.Tensor:
+        if self.r_in is None:
+            raise ValueError("this layer uses radial basis functions: pass the edge lengths r")
+        return self.memo(("r",), lambda: self.padded(self.r_in))
+
+    def slot_scale(self, aggr: str) -> torch.Tensor:
+        """Neighbour normalisation ``c_p`` per slot (0 in padding slots)."""
+
+        def build():
+            deg = self._slot_deg.to(self.theta_in.dtype).clamp(min=1)
+            scale = {"mean": 1.0 / deg, "sqrt": deg.rsqrt(), "sum": torch.ones_like(deg)}[aggr]
+            return scale * self.valid.to(scale.dtype)
+
+        return self.memo(("scale", aggr), build)
+
+    def memo(self, key, build):
+        """Return ``self._memo[key]``, building it with ``build()`` on first use."""
         if key not in self._memo:
-            g = self._padded(self.transport_in)
-            c = torch.cos(freq * g).to(dtype=dtype, device=device).view(self.num_rows, self.width, 1)
-            s = torch.sin(freq * g).to(dtype=dtype, device=device).view(self.num_rows, self.width, 1)
-            self._memo[key] = (c, s)
+            self._memo[key] = build()
         return self._memo[key]
 
-    def angular_table(
-        self, freqs: tuple[int, ...], radial: int, cutoff: float, aggr: str, dtype, device
-    ) -> torch.Tensor:
-        """``(n_rows, D, R * J)``: ``c_p phi_j(r) a_i(theta)`` per slot, 0 in padding.
-
-        ``a_i`` runs over ``1`` (k = 0) or ``cos k theta, sin k theta`` for each k in
-        ``freqs``; the radial index is the slow one.
-        """
-        key = ("angular", freqs, radial, cutoff, aggr, dtype, device)
-        if key in self._memo:
-            return self._memo[key]
-        theta = self._padded(self.theta_in)
-        comps = []
-        for k in freqs:
-            if k == 0:
-                comps.append(torch.ones_like(theta))
-            else:
-                comps += [torch.cos(k * theta), torch.sin(k * theta)]
-        table = torch.stack(comps, -1)
-        if radial > 0:
-            if self.r_in is None:
-                raise ValueError("this layer uses radial basis functions: pass the edge lengths r")
-            phi = radial_basis(self._padded(self.r_in), radial, cutoff)
-            table = (phi[:, :, None] * table[:, None, :]).reshape(table.shape[0], -1)
-        deg = self._slot_deg.to(table.dtype)
-        valid = deg > 0
-        if aggr == "mean":
-            scale = torch.where(valid, 1.0 / deg.clamp(min=1), torch.zeros_like(deg))
-        elif aggr == "sqrt":
-            scale = torch.where(valid, deg.clamp(min=1).rsqrt(), torch.zeros_like(deg))
-        else:
-            scale = valid.to(table.dtype)
-        scale = scale * (self.nbr < self.num_nodes).to(table.dtype)  # zero padding slots
-        table = (table * scale[:, None]).to(dtype=dtype, device=device)
-        table = table.view(self.num_rows, self.width, -1)
-        self._memo[key] = table
-        return table
-
     def gather(self, x: torch.Tensor) -> torch.Tensor:
-        """Neighbour features per slot: ``(N, C) -> (n_rows, D, C)``."""
-        xp = torch.cat([x, x.new_zeros(1, x.shape[1])], 0)
-        return torch.index_select(xp, 0, self.nbr).view(self.num_rows, self.width, x.shape[1])
+        """Neighbour features per slot: ``(N, C) -> (n_rows, D, C)`` (padding slots hold x[0])."""
+        return torch.index_select(x, 0, self.nbr).view(self.num_rows, self.width, x.shape[1])
 
     def combine_rows(self, z: torch.Tensor) -> torch.Tensor:
         """Sum the extra rows of high-degree vertices into their owners: ``(n_rows, K) -> (N, K)``."""
@@ -282,6 +272,67 @@ def _cached_geometry(edge_index, theta, transport, r, num_nodes) -> GEMGeometry:
     return geom
 
 
+def _items(n: int, m: int) -> list[tuple[int, int, bool]]:
+    """Complex neighbour sums needed for ``rho_n -> rho_m``: ``(k, s, conj)`` with phase
+    ``psi = k theta + s n g``; see :class:`GEMConv` ("Computation")."""
+    if n == 0:
+        return [(m, 0, False)]
+    if m == 0:
+        return [(-n, 1, False)]
+    return [(m - n, 1, False), (-(m + n), 1, True)]
+
+
+def _item_rows(n: int, items, theta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-slot real rows of the items: ``(S,) -> (S, rows, d_n)``.
+
+    For ``n = 0`` an item ``e^{i k theta} f`` gives rows ``[cos]``, ``[sin]`` (only ``[1]`` if
+    ``k = 0``); for ``n >= 1`` it is the complex product ``e^{i psi} (u + i v)`` as rows
+    ``[cos psi, -sin psi]``, ``[sin psi, cos psi]``, the second negated when conjugated.
+    """
+    rows = []
+    for k, sgn, conj in items:
+        psi = k * theta + (sgn * n) * g
+        c, s = torch.cos(psi), torch.sin(psi)
+        if n == 0:
+            rows.append(c[:, None])
+            if k != 0:
+                rows.append(s[:, None])
+        else:
+            rows.append(torch.stack([c, -s], -1))
+            rows.append(torch.stack([s, c], -1) * (-1.0 if conj else 1.0))
+    return torch.stack(rows, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _solve_coefficients(n: int, m: int) -> torch.Tensor:
+    """Coefficients ``C_b`` with ``K_b(theta) rho_n(g) = C_b P(theta, g)``: ``(B, d_m, rows)``.
+
+    Solved by least squares on random angles and verified to be exact (entries are 0, +-1).
+    """
+    items = _items(n, m)
+    gen = torch.Generator().manual_seed(1234 + 31 * n + m)
+    S = 24
+    theta = torch.rand(S, generator=gen, dtype=torch.float64) * 2 * math.pi
+    g = torch.rand(S, generator=gen, dtype=torch.float64) * 2 * math.pi
+    P = _item_rows(n, items, theta, g)  # (S, rows, d_n)
+    basis = neighbour_kernel_basis(n, m)
+    d_n = P.shape[2]
+    rho = torch.ones(S, 1, 1, dtype=torch.float64) if n == 0 else torch.stack(
+        [torch.stack([torch.cos(n * g), -torch.sin(n * g)], -1), torch.stack([torch.sin(n * g), torch.cos(n * g)], -1)], -2
+    )
+    T = basis(theta) @ rho[:, None]  # (S, B, d_m, d_n)
+    A = P.permute(0, 2, 1).reshape(S * d_n, -1)  # C P_s = T_s for all s  <=>  P_s^T C^T = T_s^T
+    out = []
+    for b in range(len(basis)):
+        rhs = T[:, b].permute(0, 2, 1).reshape(S * d_n, -1)
+        C = torch.linalg.lstsq(A, rhs).solution.T
+        C_round = torch.round(C * 2) / 2
+        if not torch.allclose(A @ C_round.T, rhs, atol=1e-9):
+            raise AssertionError(f"kernel basis {n}->{m}[{b}] is not spanned by the neighbour sums")
+        out.append(C_round)
+    return torch.stack(out)  # cached: callers must not modify it
+
+
 class GEMConv(nn.Module):
     r"""Gauge-equivariant mesh convolution ``irreps_in -> irreps_out`` (see module docstring).
 
@@ -299,6 +350,15 @@ class GEMConv(nn.Module):
         x: ``(N, irreps_in.dim)``; edge_index: ``(2, E)`` (row 0 source q, row 1
         receiver p) or a :class:`GEMGeometry`; theta, transport, r: ``(E,)``;
         output ``(N, irreps_out.dim)``. float32/float64, any device.
+
+    Parameters: ``weight`` holds, for every (output term, input term) pair in that order, a
+    ``(mul_out, mul_in, n_basis, max(radial, 1))`` block of neighbour-kernel coefficients;
+    ``self_weight`` a ``(mul_out, mul_in, n_self_basis)`` block per pair of equal
+    frequency; ``bias`` one entry per scalar output channel.
+
+    The computation (batched neighbour sums, per-frequency GEMMs) is described in the
+    module docstring; :meth:`kernel` and :meth:`self_kernel` evaluate the learned kernels
+    directly from the basis.
     """
 
     def __init__(
@@ -325,95 +385,86 @@ class GEMConv(nn.Module):
         self.radial, self.radial_cutoff, self.aggr = int(radial), float(radial_cutoff), aggr
         self.self_interaction = bool(self_interaction)
         R = max(self.radial, 1)
-
-        in_slices, out_slices = self.irreps_in.slices(), self.irreps_out.slices()
-        out_freqs = sorted({f for _, f in self.irreps_out})
-        # input channels regrouped by frequency so every frequency is one contiguous block
         self.in_freqs = sorted({f for _, f in self.irreps_in})
-        perm, group_of, offset_in_group = [], {}, {}
-        self._groups = []  # (freq, start, stop, angular freqs) in the permuted layout
+        self.out_freqs = sorted({f for _, f in self.irreps_out})
+        dim = Irreps.irrep_dim
+
+        # input channels regrouped: frequencies ascending, within each as (component, copy)
+        in_slices, out_slices = self.irreps_in.slices(), self.irreps_out.slices()
+        self._in_copies, in_off, perm_in, self._in_cols = {}, {}, [], {}
         for n in self.in_freqs:
-            start = len(perm)
+            chans: list[list[int]] = [[] for _ in range(dim(n))]
+            count = 0
             for t, (mul, f) in enumerate(self.irreps_in):
                 if f == n:
-                    offset_in_group[t] = len(perm) - start
-                    perm += list(range(in_slices[t].start, in_slices[t].stop))
-            ks = sorted({int(k) for m in out_freqs for k in neighbour_kernel_basis(n, m).freq})
-            self._groups.append((n, start, len(perm), tuple(ks)))
-            group_of[n] = len(self._groups) - 1
-        self.register_buffer("_perm", torch.tensor(perm, dtype=torch.long), persistent=False)
-        self._identity_perm = perm == list(range(len(perm)))
+                    in_off[t] = count
+                    count += mul
+                    for c in range(mul):
+                        for comp in range(dim(n)):
+                            chans[comp].append(in_slices[t].start + dim(n) * c + comp)
+            self._in_copies[n] = count
+            self._in_cols[n] = (len(perm_in), len(perm_in) + dim(n) * count)
+            perm_in += sum(chans, [])
+        self.register_buffer("_perm_in", torch.tensor(perm_in, dtype=torch.long), persistent=False)
+        # output channels of each frequency in layout order (copy, component)
+        self._out_copies, out_off, perm_out = {}, {}, []
+        for m in self.out_freqs:
+            count = 0
+            for t, (mul, f) in enumerate(self.irreps_out):
+                if f == m:
+                    out_off[t] = count
+                    count += mul
+                    perm_out += list(range(out_slices[t].start, out_slices[t].stop))
+            self._out_copies[m] = count
+        inv = torch.empty(len(perm_out), dtype=torch.long)
+        inv[torch.tensor(perm_out)] = torch.arange(len(perm_out))
+        self._identity_out = perm_out == list(range(len(perm_out)))
+        self.register_buffer("_inv_out", inv, persistent=False)
 
-        # angular component index of each (k, cos|sin) within its group's table
-        def comp_index(ks, k, which):
-            i = 0
-            for kk in ks:
-                if kk == k:
-                    return i + (1 if which == "sin" else 0)
-                i += 1 if kk == 0 else 2
-            raise AssertionError
+        # neighbour sums: rows of the table for input frequency n, grouped by output m
+        self._items = {(n, m): _items(n, m) for n in self.in_freqs for m in self.out_freqs}
+        self._rows, self._row_block = {}, {}
+        for n in self.in_freqs:
+            start = 0
+            for m in self.out_freqs:
+                nr = _item_rows(n, self._items[n, m], torch.zeros(1), torch.zeros(1)).shape[1]
+                self._row_block[n, m] = (start, R * nr, nr)
+                start += R * nr
+            self._rows[n] = start
 
-        # row offsets of each group's z block in the neighbour weight matrix
-        row = 0
-        self._group_rows = []
-        for n, a, b, ks in self._groups:
-            J = sum(1 if k == 0 else 2 for k in ks)
-            self._group_rows.append((row, R, J, b - a))
-            row += R * J * (b - a)
-        self._z_dim = row
-
-        # one flat parameter vector per kernel type; a coefficient tensor per term pair maps
-        # its weights to a block of the assembled matrix
+        # parameters: one flat vector per kernel type, a block per (output term, input term)
         self._neigh_pairs, self._self_pairs = [], []
         n_neigh = n_self = 0
         neigh_gain = torch.zeros(len(self.irreps_out), dtype=torch.float64)
         self_gain = torch.zeros(len(self.irreps_out), dtype=torch.float64)
+        probe = torch.tensor([0.37], dtype=torch.float64)
         for o, (mul_o, m) in enumerate(self.irreps_out):
             for t, (mul_i, n) in enumerate(self.irreps_in):
-                g = group_of[n]
-                _, gstart, _, ks = self._groups[g]
-                row0, _, J, C = self._group_rows[g]
-                basis = neighbour_kernel_basis(n, m)
-                # entries are 0/+-1, exact in every dtype
-                coef = torch.zeros(len(basis), J, basis.shape[0], basis.shape[1], dtype=torch.float64)
-                comp_var = torch.ones(J, dtype=torch.float64)
-                for b in range(len(basis)):
-                    k = int(basis.freq[b])
-                    if k == 0:
-                        coef[b, comp_index(ks, 0, "cos")] = basis.cos[b]
-                    else:
-                        i_c, i_s = comp_index(ks, k, "cos"), comp_index(ks, k, "sin")
-                        coef[b, i_c], coef[b, i_s] = basis.cos[b], basis.sin[b]
-                        comp_var[i_c] = comp_var[i_s] = 0.5  # mean of cos^2 over a uniform angle
-                size = mul_o * mul_i * len(basis) * R
+                B = kernel_basis_size(n, m)
+                size = mul_o * mul_i * B * R
                 self._neigh_pairs.append(
-                    dict(out=o, term=t, group=g, col=offset_in_group[t], mul_i=mul_i, mul_o=mul_o,
-                         B=len(basis), offset=n_neigh, size=size, coef_name=f"_coef_n{o}_{t}")
+                    dict(out=o, term=t, n=n, m=m, mul_i=mul_i, mul_o=mul_o, B=B, offset=n_neigh, size=size,
+                         in_off=in_off[t], out_off=out_off[o])
                 )
-                self.register_buffer(f"_coef_n{o}_{t}", coef.to(torch.get_default_dtype()), persistent=False)
                 n_neigh += size
-                # variance of one output component from unit-variance independent z entries
-                neigh_gain[o] += mul_i * (coef.square() * comp_var[:, None, None]).sum((0, 1, 3)).mean()
-                if self.self_interaction:
-                    S = self_kernel_basis(n, m)
-                    if S.shape[0]:
-                        size = mul_o * mul_i * S.shape[0]
-                        self._self_pairs.append(
-                            dict(out=o, term=t, mul_i=mul_i, mul_o=mul_o, B=S.shape[0], offset=n_self,
-                                 size=size, coef_name=f"_coef_s{o}_{t}")
-                        )
-                        self.register_buffer(f"_coef_s{o}_{t}", S.to(torch.get_default_dtype()), persistent=False)
-                        n_self += size
-                        self_gain[o] += mul_i * S.square().sum((0, 2)).mean()
+                # variance contributed per output component by unit-variance independent inputs
+                Kb = neighbour_kernel_basis(n, m)(probe)[0]
+                neigh_gain[o] += mul_i * Kb.square().sum() / dim(m)
+                S = self_kernel_basis(n, m)
+                if self.self_interaction and S.shape[0]:
+                    size = mul_o * mul_i * S.shape[0]
+                    self._self_pairs.append(
+                        dict(out=o, term=t, n=n, mul_i=mul_i, mul_o=mul_o, B=S.shape[0], offset=n_self, size=size,
+                             in_off=in_off[t], out_off=out_off[o])
+                    )
+                    n_self += size
+                    self_gain[o] += mul_i * S.square().sum() / dim(m)
         self._neigh_gain, self._self_gain = neigh_gain, self_gain
         self.weight = nn.Parameter(torch.empty(n_neigh))
         self.self_weight = nn.Parameter(torch.empty(n_self)) if n_self else None
         n_scalar = self.irreps_out.count(0)
-        if bias and n_scalar:
-            self.bias = nn.Parameter(torch.empty(n_scalar))
-            self.register_buffer("_bias_index", torch.nonzero(self.irreps_out.scalar_mask()).flatten(), persistent=False)
-        else:
-            self.register_parameter("bias", None)
+        self.bias = nn.Parameter(torch.empty(n_scalar)) if (bias and n_scalar) else None
+        self._build_weight_index()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -432,39 +483,70 @@ class GEMConv(nn.Module):
                 self.bias.zero_()
 
     # -- weights -------------------------------------------------------------------------
-    def _neigh_weight(self, dtype, device) -> torch.Tensor:
-        """Assembled ``(z_dim, d_out)`` matrix acting on the concatenated z blocks."""
+    def _build_weight_index(self) -> None:
+        """Each entry of the GEMM weight blocks is +-1 times one parameter (or 0): precompute
+        the parameter index and sign of every entry, so assembling the weights in forward is
+        a single gather."""
         R = max(self.radial, 1)
-        W = torch.zeros(self._z_dim, self.irreps_out.dim, dtype=dtype, device=device)
-        out_slices = self.irreps_out.slices()
-        for pr in self._neigh_pairs:
-            row0, _, J, C = self._group_rows[pr["group"]]
-            w = self.weight[pr["offset"] : pr["offset"] + pr["size"]].to(dtype)
-            w = w.view(pr["mul_o"], pr["mul_i"], pr["B"], R)
-            coef = getattr(self, pr["coef_name"]).to(dtype)  # (B, J, d_m, d_n)
-            dm, dn = coef.shape[2], coef.shape[3]
-            block = torch.einsum("oibr,bjmn->rjinom", w, coef)  # rows (r, j, i, n), cols (o, m)
-            Wg = W[row0 : row0 + R * J * C].view(R, J, C, -1)
-            c0 = pr["col"]
-            Wg[:, :, c0 : c0 + pr["mul_i"] * dn, out_slices[pr["out"]]] = block.reshape(
-                R, J, pr["mul_i"] * dn, pr["mul_o"] * dm
-            )
-        return W
+        dim = Irreps.irrep_dim
+        n_neigh = self.weight.numel()
+        blocks, idx_parts, sign_parts = [], [], []
+        for n in self.in_freqs:
+            for m in self.out_freqs:
+                _, _, per_r = self._row_block[n, m]
+                shape = (R, per_r, self._in_copies[n], self._out_copies[m], dim(m))
+                idx, sign = torch.zeros(shape, dtype=torch.long), torch.zeros(shape)
+                for pr in self._neigh_pairs:
+                    if (pr["n"], pr["m"]) != (n, m):
+                        continue
+                    C = _solve_coefficients(n, m)  # (B, d_m, rows)
+                    P = pr["offset"] + torch.arange(pr["size"]).view(pr["mul_o"], pr["mul_i"], pr["B"], R)
+                    i0, o0 = pr["in_off"], pr["out_off"]
+                    for b, k, j in torch.nonzero(C).tolist():
+                        dst = (slice(None), j, slice(i0, i0 + pr["mul_i"]), slice(o0, o0 + pr["mul_o"]), k)
+                        if bool((sign[dst] != 0).any()):
+                            raise AssertionError("two basis kernels share a weight entry")
+                        idx[dst] = P[:, :, b, :].permute(2, 1, 0)
+                        sign[dst] = float(C[b, k, j])
+                blocks.append((("neigh", n, m), (-1, self._out_copies[m] * dim(m))))
+                idx_parts.append(idx.flatten())
+                sign_parts.append(sign.flatten())
+        if self.self_weight is not None:
+            for m in self.out_freqs:
+                if m not in self._in_copies:
+                    continue
+                shape = (dim(m), self._in_copies[m], self._out_copies[m], dim(m))
+                idx, sign = torch.zeros(shape, dtype=torch.long), torch.zeros(shape)
+                for pr in self._self_pairs:
+                    if pr["n"] != m:
+                        continue
+                    S = self_kernel_basis(m, m)  # (B, d_m, d_n)
+                    P = n_neigh + pr["offset"] + torch.arange(pr["size"]).view(pr["mul_o"], pr["mul_i"], pr["B"])
+                    i0, o0 = pr["in_off"], pr["out_off"]
+                    for b, k, c in torch.nonzero(S).tolist():
+                        dst = (c, slice(i0, i0 + pr["mul_i"]), slice(o0, o0 + pr["mul_o"]), k)
+                        if bool((sign[dst] != 0).any()):
+                            raise AssertionError("two basis kernels share a weight entry")
+                        idx[dst] = P[:, :, b].T
+                        sign[dst] = float(S[b, k, c])
+                blocks.append((("self", m), (-1, self._out_copies[m] * dim(m))))
+                idx_parts.append(idx.flatten())
+                sign_parts.append(sign.flatten())
+        self._wblocks = [(key, shape, part.numel()) for (key, shape), part in zip(blocks, idx_parts)]
+        self.register_buffer("_widx", torch.cat(idx_parts), persistent=False)
+        self.register_buffer("_wsign", torch.cat(sign_parts), persistent=False)
 
-    def _self_weight(self, dtype, device) -> Optional[torch.Tensor]:
-        if self.self_weight is None:
-            return None
-        W = torch.zeros(self.irreps_in.dim, self.irreps_out.dim, dtype=dtype, device=device)
-        in_slices, out_slices = self.irreps_in.slices(), self.irreps_out.slices()
-        for pr in self._self_pairs:
-            w = self.self_weight[pr["offset"] : pr["offset"] + pr["size"]].to(dtype)
-            w = w.view(pr["mul_o"], pr["mul_i"], pr["B"])
-            S = getattr(self, pr["coef_name"]).to(dtype)  # (B, d_m, d_n)
-            block = torch.einsum("oib,bmn->inom", w, S)
-            W[in_slices[pr["term"]], out_slices[pr["out"]]] = block.reshape(
-                pr["mul_i"] * S.shape[2], pr["mul_o"] * S.shape[1]
-            )
-        return W
+    def _block_weights(self, dtype, device) -> tuple[dict, dict]:
+        """Assembled GEMM weights: ``{(n, m): (R * rows * M_n, C_m)}`` and ``{m: (d_m * M_m, C_m)}``."""
+        params = self.weight if self.self_weight is None else torch.cat([self.weight, self.self_weight])
+        flat = params.to(dtype).index_select(0, self._widx) * self._wsign.to(dtype)
+        neigh, selfw = {}, {}
+        for (key, shape, size), part in zip(self._wblocks, flat.split([b[2] for b in self._wblocks])):
+            if key[0] == "neigh":
+                neigh[key[1], key[2]] = part.view(shape)
+            else:
+                selfw[key[1]] = part.view(shape)
+        return neigh, selfw
 
     def kernel(self, theta: torch.Tensor, r: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The learned neighbour kernel ``K_neigh(theta, r)``: ``(E,) -> (E, d_out, d_in)``.
@@ -484,21 +566,24 @@ class GEMConv(nn.Module):
         K = torch.zeros(*theta.shape, self.irreps_out.dim, self.irreps_in.dim, dtype=dtype, device=theta.device)
         in_slices, out_slices = self.irreps_in.slices(), self.irreps_out.slices()
         for pr in self._neigh_pairs:
-            (mul_o, m), (mul_i, n) = self.irreps_out.terms[pr["out"]], self.irreps_in.terms[pr["term"]]
-            kb = neighbour_kernel_basis(n, m)(theta)  # (E, B, d_m, d_n)
-            w = self.weight[pr["offset"] : pr["offset"] + pr["size"]].to(dtype).view(mul_o, mul_i, pr["B"], R)
+            kb = neighbour_kernel_basis(pr["n"], pr["m"])(theta)  # (E, B, d_m, d_n)
+            w = self.weight[pr["offset"] : pr["offset"] + pr["size"]].to(dtype).view(pr["mul_o"], pr["mul_i"], pr["B"], R)
             blk = torch.einsum("oibr,er,ebmn->eomin", w, phi, kb)
             K[..., out_slices[pr["out"]], in_slices[pr["term"]]] = blk.reshape(
-                *theta.shape, mul_o * kb.shape[-2], mul_i * kb.shape[-1]
+                *theta.shape, pr["mul_o"] * kb.shape[-2], pr["mul_i"] * kb.shape[-1]
             )
         return K
 
     def self_kernel(self) -> torch.Tensor:
-        """``K_self``: ``(d_out, d_in)`` (zeros without self interaction)."""
-        W = self._self_weight(self.weight.dtype, self.weight.device)
-        if W is None:
-            return torch.zeros(self.irreps_out.dim, self.irreps_in.dim, dtype=self.weight.dtype)
-        return W.T
+        """``K_self``: ``(d_out, d_in)`` (zeros without self interaction), from the basis directly."""
+        K = torch.zeros(self.irreps_out.dim, self.irreps_in.dim, dtype=self.weight.dtype, device=self.weight.device)
+        in_slices, out_slices = self.irreps_in.slices(), self.irreps_out.slices()
+        for pr in self._self_pairs:
+            S = self_kernel_basis(pr["n"], pr["n"]).to(K)
+            w = self.self_weight[pr["offset"] : pr["offset"] + pr["size"]].view(pr["mul_o"], pr["mul_i"], pr["B"])
+            blk = torch.einsum("oib,bmn->omin", w, S)
+            K[out_slices[pr["out"]], in_slices[pr["term"]]] = blk.reshape(pr["mul_o"] * S.shape[1], pr["mul_i"] * S.shape[2])
+        return K
 
     # -- geometry ------------------------------------------------------------------------
     def precompute(
@@ -514,6 +599,37 @@ class GEMConv(nn.Module):
         One :class:`GEMGeometry` can be shared by all layers of a network.
         """
         return _cached_geometry(edge_index, theta, transport, r, num_nodes)
+
+    def _table(self, geom: GEMGeometry, n: int, dtype, device) -> torch.Tensor:
+        """``(n_rows, rows_n, D * d_n)`` coefficients of the neighbour sums of frequency n."""
+        key = ("gem", n, tuple(self.out_freqs), self.radial, self.radial_cutoff, self.aggr, dtype, device)
+
+        def build():
+            theta, g = geom.slot_theta(), geom.slot_transport()
+            blocks = []
+            for m in self.out_freqs:
+                P = _item_rows(n, self._items[n, m], theta, g)  # (S, rows, d_n)
+                if self.radial > 0:
+                    phi = radial_basis(geom.slot_r().to(theta.dtype), self.radial, self.radial_cutoff)
+                    P = (phi[:, :, None, None] * P[:, None]).flatten(1, 2)
+                blocks.append(P)
+            P = torch.cat(blocks, 1) * geom.slot_scale(self.aggr).to(theta.dtype)[:, None, None]
+            P = P.view(geom.num_rows, geom.width, P.shape[1], P.shape[2]).permute(0, 2, 1, 3)
+            return P.reshape(geom.num_rows, P.shape[1], -1).to(dtype=dtype, device=device).contiguous()
+
+        return geom.memo(key, build)
+
+    def flops(self, geometry: GEMGeometry) -> int:
+        """Floating-point operations of one forward pass (multiply-add = 2), as executed."""
+        dim = Irreps.irrep_dim
+        total = 0
+        for n in self.in_freqs:
+            total += 2 * geometry.num_rows * self._rows[n] * geometry.width * dim(n) * self._in_copies[n]
+            for m in self.out_freqs:
+                total += 2 * geometry.num_nodes * self._row_block[n, m][1] * self._in_copies[n] * self._out_copies[m] * dim(m)
+        for pr in self._self_pairs:
+            total += 2 * geometry.num_nodes * pr["mul_i"] * pr["mul_o"] * dim(pr["n"]) ** 2
+        return total
 
     def forward(
         self,
@@ -540,28 +656,31 @@ class GEMConv(nn.Module):
         if geom.num_nodes != x.shape[0]:
             raise ValueError(f"geometry has {geom.num_nodes} vertices but x has {x.shape[0]} rows")
         dtype, device = x.dtype, x.device
+        dim = Irreps.irrep_dim
+        W_neigh, W_self = self._block_weights(dtype, device)
 
-        xg = x if self._identity_perm else x.index_select(1, self._perm)
-        nb = geom.gather(xg)  # (rows, D, d_in)
-        zs = []
-        for n, a, b, ks in self._groups:
-            xn = nb[..., a:b]
-            if n > 0:
-                c, s = geom.transport_table(n, dtype, device)
-                pair = xn.reshape(geom.num_rows, geom.width, -1, 2)
-                u, v = pair[..., 0], pair[..., 1]
-                xn = torch.stack([c * u - s * v, s * u + c * v], -1).reshape(xn.shape)
-            table = geom.angular_table(ks, self.radial, self.radial_cutoff, self.aggr, dtype, device)
-            zs.append(torch.bmm(table.transpose(1, 2), xn).reshape(geom.num_rows, -1))
-        z = geom.combine_rows(torch.cat(zs, 1) if len(zs) > 1 else zs[0])
-
-        out = z @ self._neigh_weight(dtype, device)
-        W_self = self._self_weight(dtype, device)
-        if W_self is not None:
-            out = torch.addmm(out, x, W_self)
-        if self.bias is not None:
-            out = out.index_add(1, self._bias_index, self.bias.to(dtype).expand(out.shape[0], -1))
-        return out
+        xp = x.index_select(1, self._perm_in)
+        xs, zs = {}, {}
+        for n in self.in_freqs:
+            a, b = self._in_cols[n]
+            xs[n] = xp[:, a:b]  # (N, d_n * M_n) as (component, copy)
+            M = self._in_copies[n]
+            nb = geom.gather(xs[n]).view(geom.num_rows, geom.width * dim(n), M)  # rows (slot, component)
+            z = torch.bmm(self._table(geom, n, dtype, device), nb)  # (n_rows, rows_n, M)
+            z = geom.combine_rows(z.reshape(geom.num_rows, -1))
+            # split (not slice) so the backward pass concatenates instead of zero-filling per block
+            zs[n] = dict(zip(self.out_freqs, z.split([self._row_block[n, m][1] * M for m in self.out_freqs], 1)))
+        outs = []
+        for m in self.out_freqs:
+            terms = [(xs[m], W_self[m])] if m in W_self else []
+            terms += [(zs[n][m], W_neigh[n, m]) for n in self.in_freqs]
+            (a, w), rest = terms[0], terms[1:]
+            o = torch.addmm(self.bias.to(dtype), a, w) if (m == 0 and self.bias is not None) else a @ w
+            for a, w in rest:
+                o = o.addmm_(a, w)
+            outs.append(o)
+        out = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+        return out if self._identity_out else out.index_select(1, self._inv_out)
 
     def extra_repr(self) -> str:
         s = f"{self.irreps_in} -> {self.irreps_out}, aggr={self.aggr!r}"
