@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from meshgdl.hierarchy import Hierarchy, PoolMap, TorchPoolMap, build_hierarchy, collate_hierarchies
+from meshgdl.hierarchy import Hierarchy, build_hierarchy, collate_hierarchies
 from meshgdl.nn.diffusion import DiffusionNet
 from meshgdl.nn.features import KINDS, feature_irreps, input_features
 from meshgdl.nn.gem_conv import GEMConv
@@ -598,6 +598,4 @@ __all__ = [
     "GEMBlock",
     "DiffusionNetModel",
     "IrrepDropout",
-    "TorchPoolMap",
-    "PoolMap",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from meshgdl.nn.irreps import Irreps, IrrepsLike, as_irreps
+from meshgdl.nn.irreps import IrrepsLike, as_irreps
 
 REDUCTIONS = ("mean", "sum")
 
