@@ -1,0 +1,266 @@
+"""Discrete Laplace–Beltrami operators on triangle meshes.
+
+Conventions (shared with :mod:`meshgdl.geometry.spectral`):
+
+* ``L`` is the *weak*, positive semi-definite Laplacian (the linear-FEM stiffness
+  matrix, ``L = -Δ`` integrated against hat functions): positive diagonal,
+  off-diagonals ``-w_ij``, every row sums to zero, ``uᵀ L u = ∫ |∇u|²``.
+* ``M`` is the diagonal lumped (barycentric) mass matrix, units of area.
+* The pointwise Laplacian of a vertex function ``u`` is ``-M⁻¹ L u``; eigenpairs
+  solve the generalised problem ``L φ = λ M φ`` (λ in 1/length²).
+
+Inputs are ``V: (n, 3) float64`` vertex positions and ``F: (m, 3) int64`` triangle
+indices. Bad input raises :class:`meshgdl.errors.MeshError`; no function here
+returns inf or NaN for a finite mesh.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from meshgdl.errors import MeshError
+from meshgdl.geometry.normals import vertex_areas
+
+#: Faces whose doubled area is below ``DEGENERATE_EPS * (longest edge)²`` count as
+#: degenerate (an altitude below ~1e-8 of the longest edge). The cotan denominator
+#: is clamped at the same threshold, so ``|cot| <= 1/DEGENERATE_EPS`` for every face.
+DEGENERATE_EPS = 1e-8
+
+#: Relative floor for lumped vertex masses: isolated or degenerate-only vertices get
+#: ``MASS_FLOOR * mean(nonzero masses)`` so that M stays invertible.
+MASS_FLOOR = 1e-8
+
+_METHODS = ("auto", "cotan", "robust")
+
+
+def check_mesh(V, F) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert a mesh; returns ``(V float64 (n,3), F int64 (m,3))``.
+
+    Raises MeshError for wrong shapes, non-finite coordinates, no faces or face
+    indices outside ``[0, n)``.
+    """
+    V = np.asarray(V)
+    F = np.asarray(F)
+    if V.ndim != 2 or V.shape[1] != 3 or len(V) == 0:
+        raise MeshError(f"V must have shape (n, 3) with n > 0, got {V.shape}")
+    if F.ndim != 2 or F.shape[1] != 3:
+        raise MeshError(f"F must have shape (m, 3), got {F.shape}")
+    if len(F) == 0:
+        raise MeshError("mesh has no faces")
+    if not np.issubdtype(F.dtype, np.integer):
+        if not np.issubdtype(F.dtype, np.floating) or np.any(F != np.round(F)):
+            raise MeshError(f"F must hold integer vertex indices, got dtype {F.dtype}")
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    F = np.ascontiguousarray(F, dtype=np.int64)
+    if not np.all(np.isfinite(V)):
+        raise MeshError("V contains NaN or inf coordinates")
+    lo, hi = int(F.min()), int(F.max())
+    if lo < 0 or hi >= len(V):
+        raise MeshError(f"face indices must lie in [0, {len(V)}), found range [{lo}, {hi}]")
+    return V, F
+
+
+def _edges(F: np.ndarray) -> np.ndarray:
+    """(3m, 2) sorted undirected edges, one per face side (edge k is opposite corner k)."""
+    E = np.concatenate([F[:, [1, 2]], F[:, [2, 0]], F[:, [0, 1]]])
+    return np.sort(E, axis=1)
+
+
+def is_edge_manifold(F) -> bool:
+    """True when every undirected edge is shared by at most two faces.
+
+    ``F: (m, 3)`` integer faces. Faces that repeat a vertex are ignored here
+    (see :func:`degenerate_faces`).
+    """
+    F = np.asarray(F, dtype=np.int64)
+    ok = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
+    if not np.any(ok):
+        return True
+    _, counts = np.unique(_edges(F[ok]), axis=0, return_counts=True)
+    return bool(counts.max() <= 2)
+
+
+def is_vertex_manifold(F) -> bool:
+    """True when the faces around every referenced vertex form one fan (disk or half-disk).
+
+    Counts the connected components of each vertex's star, where two corners at the
+    same vertex are linked when their faces share the spoke edge leaving that vertex.
+    A "bow-tie" vertex (two cones touching at a point) has two components and fails.
+    Requires an edge-manifold mesh (returns False otherwise).
+    """
+    F = np.asarray(F, dtype=np.int64)
+    ok = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
+    F = F[ok]
+    if len(F) == 0:
+        return True
+    if not is_edge_manifold(F):
+        return False
+    m = len(F)
+    corner = np.arange(3 * m).reshape(m, 3)  # corner id of (face f, local k)
+    # each corner (f, k) at vertex v = F[f, k] has two spokes: to F[f, k+1] and F[f, k+2]
+    v = np.repeat(F.ravel(), 2)
+    other = np.stack([np.roll(F, -1, axis=1), np.roll(F, -2, axis=1)], axis=2).ravel()
+    cid = np.repeat(corner.ravel(), 2)
+    # link corners that share the same directed spoke key (v, other)
+    key = v * (F.max() + 1) + other
+    order = np.argsort(key, kind="stable")
+    ks, cs = key[order], cid[order]
+    same = ks[1:] == ks[:-1]
+    a, b = cs[:-1][same], cs[1:][same]
+    G = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(3 * m, 3 * m))
+    _, labels = connected_components(G, directed=False)
+    fans = np.unique(np.stack([F.ravel(), labels], axis=1), axis=0)
+    return bool(len(fans) == len(np.unique(F)))
+
+
+def degenerate_faces(V, F, eps: float = DEGENERATE_EPS) -> np.ndarray:
+    """(m,) bool: faces that repeat a vertex or whose doubled area is below
+    ``eps * (longest edge length)²`` (needles, caps and zero-size faces)."""
+    V, F = np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)
+    e0 = V[F[:, 2]] - V[F[:, 1]]
+    e1 = V[F[:, 0]] - V[F[:, 2]]
+    e2 = V[F[:, 1]] - V[F[:, 0]]
+    lmax2 = np.maximum.reduce([np.einsum("ij,ij->i", e, e) for e in (e0, e1, e2)])
+    dbl_area = np.linalg.norm(np.cross(e2, -e1), axis=1)
+    repeated = (F[:, 0] == F[:, 1]) | (F[:, 1] == F[:, 2]) | (F[:, 2] == F[:, 0])
+    return repeated | (dbl_area <= eps * lmax2)
+
+
+def _cotangents(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """(m, 3) cotangent of the angle at each corner, with the clamped denominator."""
+    cots = np.empty(F.shape, dtype=np.float64)
+    lmax2 = np.zeros(len(F))
+    sides = []
+    for k in range(3):
+        e = V[F[:, (k + 2) % 3]] - V[F[:, (k + 1) % 3]]
+        sides.append(e)
+        lmax2 = np.maximum(lmax2, np.einsum("ij,ij->i", e, e))
+    dbl_area = np.linalg.norm(np.cross(sides[0], sides[1]), axis=1)
+    # Clamping |u x v| from below keeps needles/caps finite (|cot| <= 1/eps) and keeps
+    # each face's stiffness block PSD (it stays a Gram matrix over a positive scalar).
+    denom = np.maximum(dbl_area, DEGENERATE_EPS * lmax2)
+    denom = np.maximum(denom, np.finfo(np.float64).tiny)
+    for k in range(3):
+        p = V[F[:, k]]
+        a = V[F[:, (k + 1) % 3]] - p
+        b = V[F[:, (k + 2) % 3]] - p
+        cots[:, k] = np.einsum("ij,ij->i", a, b) / denom
+    return cots
+
+
+def cotan_weights(V, F) -> sp.csr_matrix:
+    """(n, n) symmetric sparse matrix of edge weights ``w_ij = ½ (cot α + cot β)``.
+
+    Boundary edges get the single ½ cot. Weights can be negative (when α + β > π).
+    """
+    V, F = check_mesh(V, F)
+    n = len(V)
+    cots = _cotangents(V, F)
+    # corner k is opposite the edge (k+1, k+2)
+    i = np.concatenate([F[:, 1], F[:, 2], F[:, 0]])
+    j = np.concatenate([F[:, 2], F[:, 0], F[:, 1]])
+    w = 0.5 * cots.T.ravel()
+    keep = i != j
+    i, j, w = i[keep], j[keep], w[keep]
+    W = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n))
+    return W.tocsr()
+
+
+def cotan_laplacian(V, F) -> sp.csr_matrix:
+    """Cotangent Laplacian ``L: (n, n) csr float64``, positive semi-definite convention.
+
+    ``L_ij = -½ (cot α_ij + cot β_ij)`` for each edge ij, ``L_ii = -Σ_j L_ij``; symmetric,
+    rows sum to zero, units dimensionless (scale invariant). Degenerate faces are
+    handled by clamping each face's ``|e1 × e2|`` to at least ``DEGENERATE_EPS`` times
+    its longest squared edge, which bounds their cotangents by ``1/DEGENERATE_EPS``
+    instead of producing inf/NaN; such meshes should use ``laplacian(method="robust")``.
+    """
+    W = cotan_weights(V, F)
+    d = np.asarray(W.sum(axis=1)).ravel()
+    L = sp.diags(d) - W
+    L = L.tocsr()
+    L.sum_duplicates()
+    return L
+
+
+def _floor_masses(a: np.ndarray) -> np.ndarray:
+    pos = a[a > 0]
+    floor = MASS_FLOOR * (pos.mean() if len(pos) else 1.0)
+    return np.maximum(a, floor)
+
+
+def mass_matrix(V, F) -> sp.dia_matrix:
+    """Lumped barycentric mass matrix ``M: (n, n) dia_matrix`` (area units).
+
+    ``M_ii`` is a third of the area of the faces around vertex i
+    (:func:`meshgdl.geometry.normals.vertex_areas`); vertices with no area (unreferenced,
+    or only on zero-area faces) get ``MASS_FLOOR`` times the mean positive mass so M is
+    invertible.
+    """
+    V, F = check_mesh(V, F)
+    return sp.diags(_floor_masses(vertex_areas(V, F)), format="dia")
+
+
+def _has_negative_weights(V: np.ndarray, F: np.ndarray) -> bool:
+    W = cotan_weights(V, F).tocoo()
+    if W.nnz == 0:
+        return False
+    scale = float(np.abs(W.data).max())
+    # tolerance so that exactly-right-angled (flat grid) meshes don't flip on round-off
+    return bool(np.any(W.data < -1e-12 * max(scale, 1.0)))
+
+
+def laplacian_diagnostics(V, F) -> dict:
+    """Reasons to prefer the robust Laplacian; all False means the cotan one is safe.
+
+    Returns ``{"non_edge_manifold", "non_vertex_manifold", "degenerate_faces",
+    "negative_weights"}`` as booleans.
+    """
+    V, F = check_mesh(V, F)
+    edge_ok = is_edge_manifold(F)
+    return {
+        "non_edge_manifold": not edge_ok,
+        "non_vertex_manifold": edge_ok and not is_vertex_manifold(F),
+        "degenerate_faces": bool(np.any(degenerate_faces(V, F))),
+        "negative_weights": _has_negative_weights(V, F),
+    }
+
+
+def choose_laplacian_method(V, F) -> str:
+    """``"robust"`` when the mesh is non-manifold, has degenerate faces or negative
+    cotan weights (obtuse pairs with α + β > π), else ``"cotan"``."""
+    return "robust" if any(laplacian_diagnostics(V, F).values()) else "cotan"
+
+
+def laplacian(V, F, method: str = "auto", mollify_factor: float = 1e-5):
+    """Laplacian and mass matrix ``(L: (n,n) csr, M: (n,n) dia diagonal)``.
+
+    method:
+      * ``"cotan"``: :func:`cotan_laplacian` and :func:`mass_matrix`.
+      * ``"robust"``: ``robust_laplacian.mesh_laplacian`` (Sharp & Crane 2020: tufted
+        cover + intrinsic Delaunay with mollified edge lengths); handles non-manifold
+        and degenerate meshes, all edge weights non-negative.
+      * ``"auto"``: robust when :func:`choose_laplacian_method` says so, else cotan.
+
+    ``mollify_factor`` is passed to the robust Laplacian (relative edge-length padding).
+    Both methods follow the module conventions (PSD ``L``, rows summing to zero) and
+    floor zero masses so ``M`` is invertible.
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    V, F = check_mesh(V, F)
+    if method == "auto":
+        method = choose_laplacian_method(V, F)
+    if method == "cotan":
+        return cotan_laplacian(V, F), mass_matrix(V, F)
+    import robust_laplacian
+
+    L, M = robust_laplacian.mesh_laplacian(V, F, mollify_factor=float(mollify_factor))
+    L = sp.csr_matrix(L, dtype=np.float64)
+    L = (0.5 * (L + L.T)).tocsr()
+    if not np.all(np.isfinite(L.data)):
+        raise MeshError("robust Laplacian produced non-finite entries (mesh too degenerate)")
+    m = _floor_masses(np.asarray(M.diagonal(), dtype=np.float64))
+    return L, sp.diags(m, format="dia")
