@@ -48,13 +48,14 @@ def run(args) -> int:
     if args.k >= n:
         raise UsageError(f"-k {args.k} is too large: the mesh has {n} vertices (use -k {n - 1} or less)")
 
-    from meshgdl.geometry.laplacian import laplacian
+    from meshgdl.geometry.laplacian import choose_laplacian_method, laplacian
     from meshgdl.geometry.spectral import eigenbasis
 
-    with status(f"building the {args.laplacian} Laplacian"):
-        res = laplacian(mesh.V, mesh.F, args.laplacian)
-    L, M = res[0], res[1]
-    used = _method_name(res, args.laplacian)
+    method = args.laplacian
+    with status(f"building the {method} Laplacian"):
+        if method == "auto":  # resolve here so the .npz records the one used
+            method = choose_laplacian_method(mesh.V, mesh.F)
+        L, M = laplacian(mesh.V, mesh.F, method=method)
     with status(f"computing {args.k} eigenpairs of a {n}-vertex mesh"):
         evals, evecs = eigenbasis(L, M, args.k)
     evals = np.asarray(evals, dtype=np.float64)
@@ -73,15 +74,8 @@ def run(args) -> int:
             evecs=mesh.to_original_vertices(evecs, fill=0.0),
             mass=mass_file,
             orig_to_new=mesh.orig_to_new,
-            laplacian=np.array(used),
+            laplacian=np.array(method),
         )
     print_notes(mesh)
     return 0
 
-
-def _method_name(res, requested: str) -> str:
-    """The Laplacian the library chose: a third return value or ``.method`` if it
-    reports one, else the requested name."""
-    if len(res) > 2 and isinstance(res[2], str):
-        return res[2]
-    return getattr(res, "method", requested)
