@@ -1,0 +1,141 @@
+"""The per-mesh operator bundle: contents, cache round trip, corrupt caches, batching."""
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import meshgdl.geometry.spectral as spectral
+from meshes import grid, icosphere, torus
+from meshgdl.geometry.gauges import compute_gauges
+from meshgdl.operators import (
+    CACHE_VERSION,
+    Operators,
+    collate,
+    compute_operators,
+    load_operators,
+    operator_key,
+    save_operators,
+)
+
+
+@pytest.fixture(scope="module")
+def sphere_ops():
+    V, F = icosphere(3)
+    return compute_operators(V, F, k_eig=16, n_hks=8)
+
+
+def test_bundle_contents(sphere_ops):
+    ops = sphere_ops
+    n = ops.num_vertices
+    assert ops.mass.shape == (n,) and abs(ops.mass.sum() / (4 * np.pi) - 1) < 0.01
+    assert ops.evecs.shape == (n, 16) and ops.hks.shape == (n, 8)
+    # M-orthonormal eigenbasis and the sphere spectrum l(l+1) for l = 0, 1.
+    np.testing.assert_allclose(ops.evecs.T @ (ops.mass[:, None] * ops.evecs), np.eye(16), atol=1e-8)
+    np.testing.assert_allclose(ops.evals[:4], [0, 2, 2, 2], atol=0.03)
+    g = compute_gauges(ops.V, ops.F)
+    np.testing.assert_array_equal(ops.edge_index, g.edge_index)
+    np.testing.assert_allclose(ops.theta, g.theta)
+    np.testing.assert_allclose(ops.transport, g.transport)
+    for a in (ops.hks, ops.theta, ops.r, ops.transport, ops.frames, ops.grad_x.data):
+        assert np.isfinite(a).all()
+
+
+def test_tiny_mesh_clips_k():
+    V, F = grid(3, 3)
+    ops = compute_operators(V, F, k_eig=128, n_hks=4)
+    assert ops.evecs.shape == (9, 8)
+
+
+def test_cache_round_trip_skips_recomputation(tmp_path, monkeypatch):
+    V, F = torus(16, 8)
+    first = compute_operators(V, F, k_eig=8, n_hks=4, cache_dir=tmp_path)
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].name == operator_key(V, F, first.params) + ".npz"
+
+    def boom(*a, **k):
+        raise AssertionError("eigenbasis recomputed despite a valid cache")
+
+    monkeypatch.setattr(spectral, "eigenbasis", boom)
+    second = compute_operators(V, F, k_eig=8, n_hks=4, cache_dir=tmp_path)
+    for name in ("V", "F", "mass", "evals", "evecs", "hks", "edge_index", "theta", "r", "transport", "frames"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    assert (first.L != second.L).nnz == 0 and (first.grad_y != second.grad_y).nnz == 0
+    # The cache is keyed by content: another parameter set is another file.
+    monkeypatch.undo()
+    compute_operators(V, F, k_eig=6, n_hks=4, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_pickle_free_cache_file(tmp_path):
+    V, F = torus(12, 6)
+    ops = compute_operators(V, F, k_eig=4, n_hks=2)
+    path = tmp_path / "x.npz"
+    save_operators(path, ops)
+    with np.load(path, allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "stale_version", "other_mesh"])
+def test_corrupt_or_stale_cache_is_recomputed(tmp_path, damage, caplog):
+    V, F = torus(16, 8)
+    params = dict(k_eig=8, n_hks=4)
+    good = compute_operators(V, F, cache_dir=tmp_path, **params)
+    (path,) = tmp_path.iterdir()
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(2000))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "stale_version":
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(bytes(arrays["__meta__"]).decode())
+        meta["version"] = CACHE_VERSION - 1
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+    elif damage == "other_mesh":
+        V2, F2 = torus(12, 8)
+        save_operators(path, compute_operators(V2, F2, **params))
+    with caplog.at_level(logging.WARNING, logger="meshgdl.operators"):
+        again = compute_operators(V, F, cache_dir=tmp_path, **params)
+    assert "recomputing" in caplog.text
+    np.testing.assert_allclose(again.evals, good.evals)
+    np.testing.assert_array_equal(again.edge_index, good.edge_index)
+    # The bad file was replaced by a valid one; no temp files left behind.
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert load_operators(path, V=V, F=F, params=again.params) is not None
+
+
+def test_collate_offsets_and_block_diagonal_operators():
+    a = compute_operators(*icosphere(1), k_eig=6, n_hks=3)
+    b = compute_operators(*torus(10, 6), k_eig=6, n_hks=3)
+    batch = collate([a, b], dtype=torch.float64)
+    na, nb = a.num_vertices, b.num_vertices
+    assert batch.num_graphs == 2 and batch.ptr.tolist() == [0, na, na + nb]
+    assert batch.batch.tolist() == [0] * na + [1] * nb
+    assert batch.edge_index.shape[1] == a.num_edges + b.num_edges
+    assert batch.edge_index[:, a.num_edges :].min() >= na
+    x = torch.randn(na + nb, 3, dtype=torch.float64)
+    Lx = torch.sparse.mm(batch.L, x)
+    np.testing.assert_allclose(Lx[:na].numpy(), a.L @ x[:na].numpy(), atol=1e-12)
+    np.testing.assert_allclose(Lx[na:].numpy(), b.L @ x[na:].numpy(), atol=1e-12)
+    assert batch.evals.shape == (2, 6) and batch.evecs.shape == (na + nb, 6)
+    with pytest.raises(ValueError, match="share the eigenbasis"):
+        collate([a, compute_operators(*torus(10, 6), k_eig=4, n_hks=3)])
+
+
+def test_operators_dataclass_fields_are_all_cached(tmp_path):
+    # Guards against adding a field to Operators without teaching the cache about it.
+    V, F = torus(10, 6)
+    ops = compute_operators(V, F, k_eig=4, n_hks=2)
+    path = tmp_path / "c.npz"
+    save_operators(path, ops)
+    back = load_operators(path)
+    assert isinstance(back, Operators) and back.params == ops.params
