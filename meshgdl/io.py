@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from meshgdl.atomic import atomic_path
 from meshgdl.errors import MeshError
@@ -893,6 +891,9 @@ def validate(V, F, name: str = "mesh") -> MeshReport:
     cases of :func:`check_arrays`; everything else is counted and, where it
     matters for downstream geometry, explained in ``report.warnings``.
     """
+    import scipy.sparse as sp  # imported here: keeps ``import meshgdl.io`` (and the CLI) fast
+    from scipy.sparse.csgraph import connected_components
+
     V, F = check_arrays(V, F, name)
     n, m = len(V), len(F)
     referenced = np.zeros(n, dtype=bool)

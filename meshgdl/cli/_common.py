@@ -12,12 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from meshgdl.errors import MeshError
-from meshgdl.io import Mesh, load_mesh
+
+if TYPE_CHECKING:
+    from meshgdl.io import Mesh
 
 
 class UsageError(MeshError):
@@ -32,13 +34,15 @@ def add_mesh_argument(parser, help: str = "input mesh (.obj .ply .off .stl .glb 
     parser.add_argument("mesh", metavar="MESH", help=help)
 
 
-def load_mesh_arg(path: str) -> Mesh:
+def load_mesh_arg(path: str) -> "Mesh":
     """Load the MESH argument (status line on stderr only if loading is slow)."""
+    from meshgdl.io import load_mesh
+
     with status(f"loading {path}"):
         return load_mesh(path)
 
 
-def print_notes(mesh: Mesh) -> None:
+def print_notes(mesh: "Mesh") -> None:
     """What cleaning changed, as one stderr line. Commands call this after their
     output is written, so a failing command still prints exactly one error line."""
     if mesh.warnings:
