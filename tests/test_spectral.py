@@ -1,0 +1,247 @@
+import importlib.util
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from meshes import icosphere, torus
+from meshgdl.geometry.laplacian import cotan_laplacian, laplacian, mass_matrix
+from meshgdl.geometry.spectral import default_hks_times, eigenbasis, hks, wks
+
+HAS_CHOLESPY = importlib.util.find_spec("cholespy") is not None
+
+
+def bumpy_sphere(sub=4, seed=0):
+    """Smooth, asymmetric deformation of the icosphere: no repeated eigenvalues."""
+    V, F = icosphere(sub)
+    r = 1 + 0.08 * np.sin(3 * V[:, [0]] + 1) * np.cos(2 * V[:, [1]]) + 0.05 * V[:, [2]] ** 2
+    return V * r, F
+
+
+def rotation(seed=0):
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def subspace_distance(A, B, M):
+    """Largest principal-angle sine between the M-orthonormal bases A and B."""
+    s = np.linalg.svd(A.T @ (M @ B), compute_uv=False)
+    return float(np.sqrt(max(0.0, 1.0 - s.min() ** 2)))
+
+
+@pytest.fixture(scope="module")
+def sphere_basis():
+    V, F = icosphere(4)  # 2562 vertices: exercises the block Krylov path
+    L, M = laplacian(V, F, method="cotan")
+    evals, evecs = eigenbasis(L, M, 25)
+    return V, F, L, M, evals, evecs
+
+
+@pytest.fixture(scope="module")
+def bumpy_reference():
+    V, F = bumpy_sphere(4)
+    L, M = laplacian(V, F, method="cotan")
+    ref_vals, ref_vecs = spla.eigsh(L, k=40, M=M, sigma=-1e-8)
+    return V, F, L, M, ref_vals, ref_vecs
+
+
+def test_sphere_spectrum_is_l_times_l_plus_one(sphere_basis):
+    *_, evals, evecs = sphere_basis
+    assert evals.shape == (25,) and evecs.shape == (2562, 25)
+    assert evals[0] == 0.0
+    start = 1
+    for l in range(1, 5):
+        mult = 2 * l + 1
+        cluster = evals[start:start + mult] if start + mult <= 25 else None
+        if cluster is None:
+            break
+        np.testing.assert_allclose(cluster, l * (l + 1), rtol=0.02)
+        start += mult
+    assert np.all(np.diff(evals) >= 0)
+
+
+def test_eigenvectors_are_m_orthonormal_and_satisfy_the_equation(sphere_basis):
+    _, _, L, M, evals, evecs = sphere_basis
+    np.testing.assert_allclose(evecs.T @ (M @ evecs), np.eye(len(evals)), atol=1e-10)
+    # residual in the M^-1 norm (the natural one for L phi = lambda M phi), relative
+    R = (L @ evecs - (M @ evecs) * evals) / np.sqrt(M.diagonal())[:, None]
+    assert np.linalg.norm(R, axis=0).max() < 1e-6 * evals.max()
+    # constant first eigenvector, normalised by the area
+    area = M.diagonal().sum()
+    np.testing.assert_allclose(evecs[:, 0], 1 / np.sqrt(area), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "factorization", ["superlu", pytest.param("cholespy", marks=pytest.mark.skipif(not HAS_CHOLESPY, reason="no cholespy"))]
+)
+def test_matches_scipy_eigsh(bumpy_reference, factorization):
+    _, _, L, M, ref_vals, ref_vecs = bumpy_reference
+    evals, evecs = eigenbasis(L, M, 40, factorization=factorization)
+    np.testing.assert_allclose(evals[1:], ref_vals[1:], rtol=1e-9)
+    assert abs(evals[0]) < 1e-10
+    # eigenvalues are simple on this shape: each vector agrees up to sign
+    cosines = np.abs(np.sum(evecs * (M @ ref_vecs), axis=0))
+    np.testing.assert_allclose(cosines, 1.0, atol=1e-6)
+    assert subspace_distance(evecs, ref_vecs, M) < 1e-6
+
+
+def test_thick_restart_and_block_size_give_the_same_answer(bumpy_reference):
+    _, _, L, M, ref_vals, ref_vecs = bumpy_reference
+    evals, evecs = eigenbasis(L, M, 40, block_size=4, max_dim=56, factorization="superlu")
+    np.testing.assert_allclose(evals[1:], ref_vals[1:], rtol=1e-9)
+    assert subspace_distance(evecs, ref_vecs, M) < 1e-6
+
+
+def test_deterministic_for_a_seed(bumpy_reference):
+    _, _, L, M, *_ = bumpy_reference
+    a = eigenbasis(L, M, 12, factorization="superlu")
+    b = eigenbasis(L, M, 12, factorization="superlu")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_vertex_permutation_invariance(bumpy_reference):
+    V, F, L, M, *_ = bumpy_reference
+    evals, evecs = eigenbasis(L, M, 20)
+    p = np.random.default_rng(3).permutation(len(V))
+    inv = np.argsort(p)
+    Lp, Mp = laplacian(V[p], inv[F], method="cotan")
+    evals_p, evecs_p = eigenbasis(Lp, Mp, 20)
+    np.testing.assert_allclose(evals_p, evals, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.abs(evecs_p[inv]), np.abs(evecs), atol=1e-7)
+    np.testing.assert_allclose(hks(evals_p, evecs_p)[inv], hks(evals, evecs), rtol=1e-7)
+
+
+def test_cotan_and_robust_spectra_agree_on_clean_meshes():
+    for V, F in (icosphere(3), torus(40, 20)):
+        a, _ = eigenbasis(*laplacian(V, F, method="cotan"), 30)
+        b, _ = eigenbasis(*laplacian(V, F, method="robust"), 30)
+        np.testing.assert_allclose(b[1:], a[1:], rtol=0.01)
+
+
+def test_torus_spectrum_matches_separable_solution():
+    # thin flat-ish check: eigenvalues of a torus of revolution are not closed-form, but
+    # the first non-zero ones are the "around the major circle" modes m²/R_eff², doubly
+    # degenerate by the rotational symmetry
+    V, F = torus(64, 16)
+    evals, _ = eigenbasis(*laplacian(V, F, method="cotan"), 7)
+    np.testing.assert_allclose(evals[1], evals[2], rtol=1e-6)
+    np.testing.assert_allclose(evals[3], evals[4], rtol=1e-6)
+    assert evals[3] > 3.5 * evals[1]
+
+
+def test_disconnected_mesh_and_isolated_vertex_have_zero_modes():
+    V, F = icosphere(3)
+    V2 = np.vstack([V, V + 4.0, [[10.0, 0, 0]]])
+    F2 = np.vstack([F, F + len(V)])
+    L, M = laplacian(V2, F2, method="cotan")
+    evals, evecs = eigenbasis(L, M, 8)
+    np.testing.assert_allclose(evals[:3], 0.0, atol=1e-12)
+    np.testing.assert_allclose(evals[3:6], 2.0, rtol=0.02)  # l = 1 of both spheres
+    np.testing.assert_allclose(evecs.T @ (M @ evecs), np.eye(8), atol=1e-9)
+
+
+def test_k_at_least_n_returns_all_pairs_dense():
+    V, F = icosphere(1)
+    L, M = laplacian(V, F, method="cotan")
+    evals, evecs = eigenbasis(L, M, 1000)
+    ref = sla.eigh(L.toarray(), M.toarray(), eigvals_only=True)
+    assert evals.shape == (len(V),) and evecs.shape == (len(V), len(V))
+    np.testing.assert_allclose(evals, np.clip(ref, 0, None), atol=1e-10)
+
+
+def test_sigma_and_consistent_mass_paths():
+    V, F = icosphere(4)
+    L, M = laplacian(V, F, method="cotan")
+    ev, _ = eigenbasis(L, M, 5, sigma=6.1)
+    np.testing.assert_allclose(ev, 6.0, rtol=0.02)
+    # a non-diagonal (consistent-style) mass matrix takes the generalised ARPACK path
+    Mc = (0.5 * M + 0.5 * sp.diags(M.diagonal() / 2)).tocsr()
+    Mc = Mc + sp.diags(np.full(len(V) - 1, 1e-6), 1) + sp.diags(np.full(len(V) - 1, 1e-6), -1)
+    ev2, ph2 = eigenbasis(L, Mc, 6)
+    np.testing.assert_allclose(ph2.T @ (Mc @ ph2), np.eye(6), atol=1e-8)
+    assert np.linalg.norm(L @ ph2 - (Mc @ ph2) * ev2) < 1e-6 * ev2.max()
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5, True])
+def test_bad_k_rejected(k):
+    V, F = icosphere(1)
+    L, M = laplacian(V, F)
+    with pytest.raises(ValueError, match="k must"):
+        eigenbasis(L, M, k)
+
+
+def test_bad_mass_rejected():
+    V, F = icosphere(1)
+    L, M = laplacian(V, F)
+    m = M.diagonal().copy()
+    m[3] = 0.0
+    with pytest.raises(ValueError, match="positive"):
+        eigenbasis(L, m, 4)
+    with pytest.raises(ValueError):
+        eigenbasis(L, m[:-1], 4)
+
+
+# ------------------------------------------------------------------------ signatures
+def test_hks_default_times_and_heat_trace_identity(sphere_basis):
+    _, _, _, M, evals, evecs = sphere_basis
+    t = default_hks_times(evals, 16)
+    np.testing.assert_allclose([t[0], t[-1]], [4 * np.log(10) / evals[-1], 4 * np.log(10) / evals[1]])
+    assert np.all(np.diff(np.log(t)) > 0)
+    H = hks(evals, evecs)
+    assert H.shape == (len(evecs), 16) and np.all(np.isfinite(H)) and np.all(H > 0)
+    # with M-orthonormal eigenvectors, the mass-weighted sum is the heat trace
+    np.testing.assert_allclose(M.diagonal() @ H, np.exp(-np.outer(evals, t)).sum(axis=0), rtol=1e-10)
+    # complete l-multiplets on the round sphere: HKS is (nearly) constant over the surface
+    H16 = hks(evals[:16], evecs[:, :16])
+    assert (H16.std(axis=0) / H16.mean(axis=0)).max() < 0.02
+
+
+def test_hks_normalize_makes_it_scale_invariant():
+    V, F = bumpy_sphere(3)
+    ev1, ph1 = eigenbasis(*laplacian(V, F, method="cotan"), 20)
+    L2, M2 = laplacian(2.5 * V, F, method="cotan")
+    ev2, ph2 = eigenbasis(L2, M2, 20)
+    h1 = hks(ev1, ph1, normalize=True, mass=mass_matrix(V, F).diagonal())
+    h2 = hks(ev2, ph2, normalize=True, mass=M2.diagonal())
+    np.testing.assert_allclose(h2, h1, rtol=1e-7)
+    assert not np.allclose(hks(ev2, ph2), hks(ev1, ph1), rtol=1e-2)
+
+
+def test_wks_is_normalised_per_energy(sphere_basis):
+    _, _, _, M, evals, evecs = sphere_basis
+    W = wks(evals, evecs, n_energies=12)
+    assert W.shape == (len(evecs), 12) and np.all(np.isfinite(W)) and np.all(W >= 0)
+    np.testing.assert_allclose(M.diagonal() @ W, 1.0, rtol=1e-10)
+
+
+def test_signatures_invariant_to_rigid_motion():
+    V, F = bumpy_sphere(3)
+    ev, ph = eigenbasis(*laplacian(V, F, method="cotan"), 24)
+    V2 = V @ rotation(7).T + np.array([3.0, -1.0, 0.5])
+    ev2, ph2 = eigenbasis(*laplacian(V2, F, method="cotan"), 24)
+    np.testing.assert_allclose(ev2, ev, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hks(ev2, ph2), hks(ev, ph), rtol=1e-6)
+    np.testing.assert_allclose(wks(ev2, ph2), wks(ev, ph), rtol=1e-6)
+
+
+def test_signature_input_validation():
+    with pytest.raises(ValueError, match="positive eigenvalue"):
+        hks(np.zeros(3), np.ones((5, 3)))
+    with pytest.raises(ValueError):
+        wks(np.array([0.0, 1.0]), np.ones((5, 3)))
+    with pytest.raises(ValueError):
+        hks(np.array([0.0, 1.0]), np.ones((5, 2)), times=[-1.0])
+    with pytest.raises(ValueError):
+        hks(np.array([0.0, np.nan]), np.ones((5, 2)))
+
+
+def test_cotan_laplacian_spectrum_scales_inversely_with_area():
+    V, F = icosphere(3)
+    L = cotan_laplacian(V, F)
+    a, _ = eigenbasis(L, mass_matrix(V, F), 6)
+    b, _ = eigenbasis(L, mass_matrix(2 * V, F), 6)
+    np.testing.assert_allclose(b, a / 4, rtol=1e-10, atol=1e-14)
