@@ -73,7 +73,7 @@ def test_multi_source_is_distance_to_nearest_source(sphere):
     far = gc > 0.5
     # the heat method rounds off the kinks where two sources' regions meet: looser than
     # single-source, but still a few percent
-    assert np.median(np.abs(heat[far] - gc[far]) / gc[far]) < 0.02
+    assert np.median(np.abs(heat[far] - gc[far]) / gc[far]) < 0.03
     assert np.all(np.abs(heat - gc) <= 0.05 * gc + mean_edge(V, F))
     np.testing.assert_allclose(heat_geodesic_distance(V, F, srcs), heat, rtol=1e-10)
 
