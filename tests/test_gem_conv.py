@@ -247,6 +247,16 @@ def test_state_dict_holds_only_parameters():
     torch.testing.assert_close(other(x, ei, th, tr, th), conv(x, ei, th, tr, th))
 
 
+def test_row_width_choice():
+    from meshgdl.nn.gem_conv import _choose_width
+
+    assert _choose_width(torch.tensor([5, 6, 6, 6, 5, 6])) == 6
+    assert _choose_width(torch.tensor([6] * 100 + [64, 64])) == 6  # hubs get extra rows
+    assert _choose_width(torch.tensor([40] * 10)) == 40
+    assert _choose_width(torch.tensor([0, 0])) == 1
+    assert _choose_width(torch.tensor([3, 100000])) == 64  # capped
+
+
 def test_radial_basis():
     r = torch.tensor([0.0, 0.2, 0.5, 1.0, 50.0], dtype=DT)
     phi = radial_basis(r, 4, 1.0)

@@ -39,8 +39,11 @@ conjugate, with a phase ``psi = k theta + n g`` (``k = m - n`` or ``-(m + n)``);
 Everything that depends only on geometry (the layout, ``cos``/``sin`` of the angles, the
 radial functions, the normalisation) lives in a :class:`GEMGeometry`, built once per
 ``(edge_index, theta, transport, r)`` and cached (keyed by tensor identity and version)
-so every layer and every forward pass on the same mesh batch reuses it. Geometry inputs
-are constants: no gradient flows into ``theta``, ``transport`` or ``r``.
+so every layer and every forward pass on the same mesh batch reuses it (at most 8 entries;
+:func:`clear_geometry_cache` drops them). Tensors created under ``torch.inference_mode``
+have no version counter and are not cached: build the geometry once with
+:meth:`GEMConv.precompute` and pass it instead of ``edge_index``. Geometry inputs are
+constants: no gradient flows into ``theta``, ``transport`` or ``r``.
 
 Initialisation: the radial functions are normalised to ``sum_j phi_j(r)^2 = 1`` and the
 weights are drawn so that, for independent unit-variance inputs and ``aggr="sqrt"``, the
@@ -90,19 +93,18 @@ def radial_basis(r: torch.Tensor, num: int, cutoff: float) -> torch.Tensor:
     return e / e.square().sum(-1, keepdim=True).sqrt()
 
 
-def _choose_width(deg: torch.Tensor) -> int:
-    """Row width ``D`` minimising padded slots plus a per-row overhead."""
+def _choose_width(deg: torch.Tensor, max_width: int = 64) -> int:
+    """Row width ``D`` minimising padded slots plus a per-row overhead (``rows * (D + 1)``)."""
     if deg.numel() == 0 or int(deg.max()) == 0:
         return 1
-    counts = torch.bincount(deg.clamp(min=1))
-    ds = torch.arange(counts.numel())
-    best, best_cost = 1, None
-    for D in range(1, int(deg.max()) + 1):
-        rows = int((counts * torch.div(ds + D - 1, D, rounding_mode="floor")).sum())
-        cost = rows * (D + 1)
-        if best_cost is None or cost <= best_cost:
-            best, best_cost = D, cost
-    return best
+    counts = torch.bincount(deg.clamp(min=1)).double()  # counts[d] = vertices of degree d
+    ds = torch.arange(counts.numel(), dtype=torch.float64)
+    widths = torch.arange(1, min(int(deg.max()), max_width) + 1, dtype=torch.float64)
+    rows = (counts * torch.ceil(ds / widths[:, None])).sum(1)
+    cost = rows * (widths + 1)
+    # ties go to the widest row (fewer rows)
+    best = int(torch.nonzero(cost == cost.min()).max())
+    return int(widths[best])
 
 
 class GEMGeometry:
@@ -274,7 +276,7 @@ def _cached_geometry(edge_index, theta, transport, r, num_nodes) -> GEMGeometry:
 
 def _items(n: int, m: int) -> list[tuple[int, int, bool]]:
     """Complex neighbour sums needed for ``rho_n -> rho_m``: ``(k, s, conj)`` with phase
-    ``psi = k theta + s n g``; see :class:`GEMConv` ("Computation")."""
+    ``psi = k theta + s n g`` (module docstring, "Computation")."""
     if n == 0:
         return [(m, 0, False)]
     if m == 0:
@@ -655,6 +657,8 @@ class GEMConv(nn.Module):
             geom = _cached_geometry(edge_index, theta, transport, r, x.shape[0])
         if geom.num_nodes != x.shape[0]:
             raise ValueError(f"geometry has {geom.num_nodes} vertices but x has {x.shape[0]} rows")
+        if geom.device != x.device:
+            raise ValueError(f"geometry is on {geom.device} but x is on {x.device}: move edge_index/theta/transport too")
         dtype, device = x.dtype, x.device
         dim = Irreps.irrep_dim
         W_neigh, W_self = self._block_weights(dtype, device)
