@@ -21,6 +21,7 @@ COMMANDS = [
     "view",
     "train",
     "eval",
+    "segment",
 ]
 
 

@@ -1,0 +1,744 @@
+"""The pipeline behind ``meshgdl segment``: part segmentation of any triangle mesh.
+
+A user's mesh has whatever resolution, position, scale, orientation, vertex order
+and small defects its author left in it; a model was trained at one working
+resolution on clean meshes. :func:`segment` bridges the two:
+
+1. **working mesh** (:func:`working_mesh`): components holding less than
+   ``min_component_share`` of the surface area (specks, loose bits) are set aside;
+   the rest is centred on its area-weighted centroid and scaled to total area
+   ``area`` (default 1), then brought to about ``n_target`` vertices -- quadric
+   decimation (:func:`meshgdl.hierarchy.decimate`, which decimates in a canonical,
+   vertex-order independent order) when too fine, midpoint subdivision (exact
+   geometry) and then decimation when too coarse, untouched when already within
+   ``[0.6, 1.25] * n_target``;
+2. **predict**: the model's per-vertex class probabilities on the working mesh
+   (:class:`Segmenter`; the model sees only intrinsic features -- HKS etc. -- through
+   a gauge-equivariant network, so neither orientation nor vertex order matter);
+3. **transfer** (:func:`project_to_surface`): every vertex of the input is
+   projected to the closest point of the working surface (candidate triangles
+   from KD-trees over working vertices and face centroids, exact point-triangle
+   distances, triangles facing the other way penalised so a hand resting on a
+   thigh does not borrow the thigh's label); its probabilities are the
+   barycentric interpolation there;
+4. **smoothing** (:func:`smooth_labels`): a few rounds of area-weighted majority
+   vote over each vertex and its one-ring on the *input* mesh, which removes
+   isolated specks without moving boundaries by more than an edge or two;
+5. **back to the file** (:meth:`Segmentation.file_vertex_labels` etc.): labels in
+   the input file's own vertex and face order; merged duplicate vertices share
+   their vertex's label, unreferenced vertices take the label of the closest
+   working-surface point, faces dropped while cleaning take the majority of their
+   corners.
+
+All geometry is numpy/scipy; only :class:`Segmenter` touches torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from meshgdl.errors import CheckpointError, MeshError
+from meshgdl.geometry.normals import face_areas, face_normals, vertex_areas, vertex_normals
+from meshgdl.io import Mesh
+
+#: The shipped model (see ``meshgdl/pretrained/figure_parts.json`` for what it was trained on).
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+DEFAULT_MODEL = PRETRAINED_DIR / "figure_parts.safetensors"
+#: Working resolution used when a checkpoint does not say (no sidecar JSON).
+DEFAULT_WORKING_VERTICES = 2500
+#: Stages reported to a progress callback, in order.
+STAGES = ("load", "preprocess", "predict", "transfer", "write")
+#: Colours of labels whose index is beyond the palette, and of unlabelled (-1) vertices.
+UNLABELLED_RGB = (128, 128, 128)
+
+# Distinct, colour-blind-aware-ish colours (first ten follow the ten figure parts).
+_PALETTE = np.array(
+    [
+        [230, 159, 0],    # head: orange
+        [86, 180, 233],   # torso: sky blue
+        [0, 158, 115],    # left upper arm: green
+        [240, 228, 66],   # left lower arm: yellow
+        [0, 114, 178],    # right upper arm: blue
+        [213, 94, 0],     # right lower arm: vermilion
+        [204, 121, 167],  # left upper leg: pink
+        [120, 60, 160],   # left lower leg: purple
+        [160, 200, 60],   # right upper leg: lime
+        [120, 80, 40],    # right lower leg: brown
+        [255, 127, 127], [127, 255, 212], [31, 119, 180], [255, 187, 120], [44, 160, 44],
+        [214, 39, 40], [148, 103, 189], [140, 86, 75], [227, 119, 194], [188, 189, 34],
+    ],
+    dtype=np.uint8,
+)
+
+
+def label_colors(labels: np.ndarray) -> np.ndarray:
+    """(n,) int labels -> (n, 3) uint8 colours; -1 (unlabelled) is grey, labels past the
+    fixed palette get golden-ratio hues."""
+    labels = np.asarray(labels, dtype=np.int64)
+    out = np.empty((len(labels), 3), dtype=np.uint8)
+    out[:] = UNLABELLED_RGB
+    ok = labels >= 0
+    small = ok & (labels < len(_PALETTE))
+    out[small] = _PALETTE[labels[small]]
+    big = ok & ~small
+    if big.any():
+        h = (labels[big] * 0.6180339887498949) % 1.0
+        rgb = np.stack([_hue(h + 1 / 3), _hue(h), _hue(h - 1 / 3)], axis=1)
+        out[big] = np.round(40 + 190 * rgb).astype(np.uint8)
+    return out
+
+
+def _hue(h: np.ndarray) -> np.ndarray:
+    x = np.abs(((h % 1.0) * 6.0) - 3.0) - 1.0
+    return np.clip(x, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- mesh helpers
+
+
+def vertex_components(F: np.ndarray, n: int) -> tuple[int, np.ndarray]:
+    """``(count, comp (n,) int64)``: connected components through shared faces.
+    Vertices used by no face are components of their own."""
+    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]]])
+    g = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    k, comp = connected_components(g, directed=False)
+    return int(k), comp.astype(np.int64)
+
+
+def vertex_adjacency(F: np.ndarray, n: int) -> sp.csr_matrix:
+    """(n, n) symmetric 0/1 CSR: vertices sharing an edge (no diagonal)."""
+    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
+    e = e[e[:, 0] != e[:, 1]]
+    A = sp.coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)).tocsr()
+    A.data[:] = 1.0
+    return A
+
+
+def midpoint_subdivide(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One round of 1-to-4 midpoint subdivision (the surface does not move).
+
+    V: (n, 3) float64, F: (m, 3) int64 -> (n + #edges, 3), (4m, 3); orientation kept;
+    the first n vertices are the input's.
+    """
+    n = len(V)
+    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
+    key = np.minimum(e[:, 0], e[:, 1]) * n + np.maximum(e[:, 0], e[:, 1])
+    uniq, inv = np.unique(key, return_inverse=True)
+    a, b = uniq // n, uniq % n
+    Vn = np.concatenate([V, 0.5 * (V[a] + V[b])])
+    m = len(F)
+    mid = n + inv.reshape(3, m).T  # mid[:, 0] on edge (0,1), [:, 1] on (1,2), [:, 2] on (2,0)
+    f0, f1, f2 = F[:, 0], F[:, 1], F[:, 2]
+    m01, m12, m20 = mid[:, 0], mid[:, 1], mid[:, 2]
+    Fn = np.concatenate([
+        np.stack([f0, m01, m20], 1),
+        np.stack([m01, f1, m12], 1),
+        np.stack([m20, m12, f2], 1),
+        np.stack([m01, m12, m20], 1),
+    ])
+    return Vn, Fn.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- working mesh
+
+
+@dataclass
+class WorkingMesh:
+    """The mesh a model runs on, in normalised coordinates.
+
+    ``V (k, 3) float64``, ``F (l, 3) int64``: working mesh, ``X_work = (X - center) * scale``
+    for input coordinates ``X``; ``kept (n,) bool``: input vertices whose component
+    was kept (the others are labelled by transfer only); ``method``: ``"as-is"``,
+    ``"decimated"``, ``"subdivided"`` or ``"subdivided+decimated"``.
+    """
+
+    V: np.ndarray
+    F: np.ndarray
+    center: np.ndarray
+    scale: float
+    kept: np.ndarray
+    method: str
+    n_components: int = 1
+    n_dropped_components: int = 0
+
+    def normalize(self, X: np.ndarray) -> np.ndarray:
+        """Input coordinates (k, 3) -> working-mesh coordinates."""
+        return (np.asarray(X, dtype=np.float64) - self.center) * self.scale
+
+
+def working_mesh(
+    V: np.ndarray,
+    F: np.ndarray,
+    n_target: int = DEFAULT_WORKING_VERTICES,
+    *,
+    area: float = 1.0,
+    min_component_share: float = 0.01,
+    keep_range: tuple[float, float] = (0.6, 1.25),
+) -> WorkingMesh:
+    """Bring a cleaned mesh to the model's working resolution and normalised pose/scale.
+
+    V: (n, 3) float64, F: (m, 3) int64 (a cleaned mesh, e.g. ``Mesh.V, Mesh.F``).
+    n_target: working vertex count. area: total area after scaling (squared units of
+    the working mesh). Components with less than ``min_component_share`` of the
+    area are left out (the largest is always kept). Raises MeshError if the surface
+    has (almost) no area.
+    """
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    F = np.ascontiguousarray(F, dtype=np.int64)
+    n = len(V)
+    if n_target < 16:
+        raise ValueError(f"n_target must be at least 16, got {n_target}")
+    fa = face_areas(V, F)
+    total = float(fa.sum())
+    diag = float(np.linalg.norm(V.max(0) - V.min(0))) if n else 0.0
+    if not total > 1e-14 * max(diag, 1e-300) ** 2 or not math.isfinite(total):
+        raise MeshError("the mesh has no surface area (all faces are degenerate)")
+    n_comp, comp = vertex_components(F, n)
+    comp_area = np.bincount(comp[F[:, 0]], weights=fa, minlength=n_comp)
+    keep_comp = comp_area >= min_component_share * total
+    keep_comp[int(np.argmax(comp_area))] = True
+    kept = keep_comp[comp]
+    fkeep = kept[F[:, 0]]
+    n_real = int((comp_area > 0).sum())
+    n_dropped = int(((comp_area > 0) & ~keep_comp).sum())
+    idx = np.flatnonzero(kept)
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[idx] = np.arange(len(idx))
+    Vk, Fk = V[idx], remap[F[fkeep]]
+    fk = fa[fkeep]
+    a_k = float(fk.sum())
+    centroids = (Vk[Fk[:, 0]] + Vk[Fk[:, 1]] + Vk[Fk[:, 2]]) / 3.0
+    center = (fk[:, None] * centroids).sum(0) / a_k
+    scale = math.sqrt(area / a_k)
+    Vk = (Vk - center) * scale
+
+    lo, hi = keep_range
+    nk = len(Vk)
+    method = "as-is"
+    if nk < lo * n_target:
+        # Midpoint subdivision keeps every input point on the surface; about x4 vertices a round.
+        rounds = 0
+        while len(Vk) < lo * n_target and rounds < 8:
+            Vk, Fk = midpoint_subdivide(Vk, Fk)
+            rounds += 1
+        method = "subdivided"
+    if len(Vk) > hi * n_target:
+        from meshgdl.hierarchy import decimate
+
+        Vk, Fk, _ = decimate(Vk, Fk, int(n_target), parent="nearest")
+        method = "decimated" if method == "as-is" else "subdivided+decimated"
+    # Decimation can leave repeated or degenerate-by-index triangles: clean like a file.
+    clean = Mesh.from_arrays(Vk, Fk, name="working mesh")
+    if clean.n_vertices < 4:
+        raise MeshError(f"the working mesh has only {clean.n_vertices} vertices")
+    return WorkingMesh(V=clean.V, F=clean.F, center=center, scale=scale, kept=kept, method=method,
+                       n_components=n_real, n_dropped_components=n_dropped)
+
+
+# ----------------------------------------------------------------------------- closest points
+
+
+def closest_point_barycentric(P: np.ndarray, A: np.ndarray, B: np.ndarray, C: np.ndarray):
+    """Closest points of triangles ``(A, B, C)`` to points ``P`` (all (N, 3), row-wise).
+
+    Returns ``(bary (N, 3), dist2 (N,))``: barycentric weights of the closest point
+    (non-negative, summing to 1) and its squared distance. The region tests follow
+    Ericson, *Real-Time Collision Detection*, 5.1.5; degenerate triangles give the
+    closest of their vertices/edges, never NaN.
+    """
+    ab, ac = B - A, C - A
+    ap, bp, cp = P - A, P - B, P - C
+    d1 = np.einsum("ij,ij->i", ab, ap)
+    d2 = np.einsum("ij,ij->i", ac, ap)
+    d3 = np.einsum("ij,ij->i", ab, bp)
+    d4 = np.einsum("ij,ij->i", ac, bp)
+    d5 = np.einsum("ij,ij->i", ab, cp)
+    d6 = np.einsum("ij,ij->i", ac, cp)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    N = len(P)
+    u = np.empty(N)
+    v = np.empty(N)
+    w = np.empty(N)
+    done = np.zeros(N, dtype=bool)
+
+    def put(mask, uu, vv, ww):
+        m = mask & ~done
+        u[m] = uu[m] if np.ndim(uu) else uu
+        v[m] = vv[m] if np.ndim(vv) else vv
+        w[m] = ww[m] if np.ndim(ww) else ww
+        done[m] = True
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        put((d1 <= 0) & (d2 <= 0), 1.0, 0.0, 0.0)  # vertex A
+        put((d3 >= 0) & (d4 <= d3), 0.0, 1.0, 0.0)  # vertex B
+        t = d1 / (d1 - d3)
+        put((vc <= 0) & (d1 >= 0) & (d3 <= 0) & np.isfinite(t), 1.0 - t, t, 0.0)  # edge AB
+        put((d6 >= 0) & (d5 <= d6), 0.0, 0.0, 1.0)  # vertex C
+        t = d2 / (d2 - d6)
+        put((vb <= 0) & (d2 >= 0) & (d6 <= 0) & np.isfinite(t), 1.0 - t, 0.0, t)  # edge AC
+        t = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+        put((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0) & np.isfinite(t), 0.0, 1.0 - t, t)  # edge BC
+        den = va + vb + vc
+        vv, ww = vb / den, vc / den
+        inside = (den > 0) & np.isfinite(vv) & np.isfinite(ww)
+        put(inside, 1.0 - vv - ww, vv, ww)
+    if not done.all():
+        # Degenerate (zero-area) triangles that fell through every test: nearest vertex.
+        r = ~done
+        d = np.stack([np.einsum("ij,ij->i", X[r], X[r]) for X in (ap, bp, cp)], 1)
+        k = np.argmin(d, 1)
+        bar = np.zeros((int(r.sum()), 3))
+        bar[np.arange(len(k)), k] = 1.0
+        u[r], v[r], w[r] = bar[:, 0], bar[:, 1], bar[:, 2]
+    bary = np.clip(np.stack([u, v, w], 1), 0.0, 1.0)
+    bary /= bary.sum(1, keepdims=True)
+    Q = bary[:, :1] * A + bary[:, 1:2] * B + bary[:, 2:] * C
+    dist2 = np.einsum("ij,ij->i", P - Q, P - Q)
+    return bary, dist2
+
+
+def _vertex_face_table(F: np.ndarray, n: int) -> np.ndarray:
+    """(n, max valence) int64: faces around each vertex, padded with -1."""
+    vf = F.ravel()
+    fid = np.repeat(np.arange(len(F)), 3)
+    order = np.argsort(vf, kind="stable")
+    vf, fid = vf[order], fid[order]
+    counts = np.bincount(vf, minlength=n)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(vf)) - start[vf]
+    table = np.full((n, max(int(counts.max(initial=1)), 1)), -1, dtype=np.int64)
+    table[vf, pos] = fid
+    return table
+
+
+def project_to_surface(
+    P: np.ndarray,
+    V: np.ndarray,
+    F: np.ndarray,
+    *,
+    normals: np.ndarray | None = None,
+    k_vertices: int = 2,
+    k_centroids: int = 6,
+    facing_penalty: float | None = None,
+    chunk: int = 8192,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Closest point of the surface ``(V, F)`` to each point of ``P``.
+
+    P: (N, 3) float64 query points; V: (k, 3) float64, F: (l, 3) int64 the surface.
+    Candidate triangles per point: the faces around its ``k_vertices`` nearest
+    vertices and the ``k_centroids`` faces with the nearest centroids; the exact
+    point-triangle distance picks among them. With ``normals`` ((N, 3) unit normals
+    of the query points), triangles whose normal points against the query's
+    (dot < -0.25) have ``facing_penalty`` (default 3 mean edge lengths) added to
+    their distance, so points on one side of a thin gap do not land on the other.
+
+    Returns ``(face (N,) int64, bary (N, 3) float64, dist (N,) float64)``; ``dist``
+    is the true Euclidean distance to the chosen point.
+    """
+    from scipy.spatial import cKDTree
+
+    P = np.ascontiguousarray(P, dtype=np.float64)
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    F = np.ascontiguousarray(F, dtype=np.int64)
+    N = len(P)
+    face = np.zeros(N, dtype=np.int64)
+    bary = np.zeros((N, 3))
+    dist = np.zeros(N)
+    if N == 0:
+        return face, bary, dist
+    kv = int(max(1, min(k_vertices, len(V))))
+    kc = int(max(1, min(k_centroids, len(F))))
+    table = _vertex_face_table(F, len(V))
+    cent = V[F].mean(axis=1)
+    vtree, ctree = cKDTree(V), cKDTree(cent)
+    fn = face_normals(V, F) if normals is not None else None
+    if normals is not None and facing_penalty is None:
+        e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
+        facing_penalty = 3.0 * float(np.linalg.norm(V[e[:, 0]] - V[e[:, 1]], axis=1).mean())
+    for s in range(0, N, chunk):
+        p = P[s:s + chunk]
+        m = len(p)
+        _, iv = vtree.query(p, k=kv)
+        _, ic = ctree.query(p, k=kc)
+        iv = iv.reshape(m, kv)
+        ic = ic.reshape(m, kc)
+        cand = np.concatenate([table[iv].reshape(m, -1), ic], axis=1)
+        c = cand.shape[1]
+        valid = cand >= 0
+        cf = np.where(valid, cand, 0).ravel()
+        rows = np.repeat(np.arange(m), c)
+        b, d2 = closest_point_barycentric(p[rows], V[F[cf, 0]], V[F[cf, 1]], V[F[cf, 2]])
+        d = np.sqrt(d2).reshape(m, c)
+        score = np.where(valid, d, np.inf)
+        if normals is not None:
+            facing = np.einsum("ij,ij->i", fn[cf], normals[s:s + chunk][rows]).reshape(m, c)
+            score = score + np.where(facing < -0.25, facing_penalty, 0.0)
+        j = np.argmin(score, axis=1)
+        pick = np.arange(m) * c + j
+        face[s:s + m] = cf[pick]
+        bary[s:s + m] = b[pick]
+        dist[s:s + m] = d.ravel()[pick]
+    return face, bary, dist
+
+
+def interpolate(values: np.ndarray, F: np.ndarray, face: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Per-vertex ``values`` (k, C) of a surface at surface points ``(face, bary)`` -> (N, C)."""
+    corners = F[face]
+    out = bary[:, :1] * values[corners[:, 0]]
+    out += bary[:, 1:2] * values[corners[:, 1]]
+    out += bary[:, 2:3] * values[corners[:, 2]]
+    return out
+
+
+def nearest_surface_labels(P: np.ndarray, V: np.ndarray, F: np.ndarray, labels: np.ndarray,
+                           normals: np.ndarray | None = None) -> np.ndarray:
+    """Per-vertex ``labels`` (k,) of a surface ``(V, F)`` carried to points ``P`` (N, 3):
+    the label of the corner nearest (largest barycentric weight) to each point's
+    closest surface point. Used to label remeshed copies of labelled meshes."""
+    face, bary, _ = project_to_surface(P, V, F, normals=normals)
+    corner = np.argmax(bary, axis=1)
+    return np.asarray(labels)[F[face, corner]].astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+
+def smooth_labels(
+    labels: np.ndarray,
+    F: np.ndarray,
+    weights: np.ndarray,
+    n_classes: int,
+    iterations: int = 2,
+) -> np.ndarray:
+    """Area-weighted majority vote over each vertex and its one-ring, ``iterations`` times.
+
+    labels: (n,) int64 in [0, n_classes); F: (m, 3) int64; weights: (n,) vertex
+    areas. A vertex keeps its label on ties. Vertices without neighbours keep
+    theirs. Returns (n,) int64.
+    """
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    n = len(labels)
+    if iterations <= 0 or n == 0:
+        return labels
+    w = np.asarray(weights, dtype=np.float64)
+    A = vertex_adjacency(F, n)
+    W = (A @ sp.diags(w)).tocsr() + sp.diags(w)
+    # Ties go to the current label: its own vote gets a bonus below any real weight difference.
+    bonus = 1e-9 * max(float(w.max(initial=0.0)), 1e-300)
+    rows = np.arange(n)
+    for _ in range(int(iterations)):
+        onehot = sp.csr_matrix((np.ones(n), (rows, labels)), shape=(n, n_classes))
+        votes = np.asarray((W @ onehot).todense())
+        votes[rows, labels] += bonus
+        new = np.argmax(votes, axis=1).astype(np.int64)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+def face_majority(F: np.ndarray, labels: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+    """(m,) label of each face: the majority of its three corners; when all three
+    differ, the corner label with the highest summed ``scores`` ((n, C) per-vertex
+    class scores), else the first corner's."""
+    a, b, c = labels[F[:, 0]], labels[F[:, 1]], labels[F[:, 2]]
+    out = np.where((b == c), b, a).astype(np.int64)  # a==b or a==c -> a; b==c -> b
+    out = np.where((a == b) | (a == c), a, out)
+    differ = (a != b) & (b != c) & (a != c)
+    if scores is not None and differ.any():
+        fi = np.flatnonzero(differ)
+        tot = scores[F[fi, 0]] + scores[F[fi, 1]] + scores[F[fi, 2]]
+        cand = np.stack([a[fi], b[fi], c[fi]], 1)
+        pick = np.argmax(np.take_along_axis(tot, cand, axis=1), axis=1)
+        out[fi] = cand[np.arange(len(fi)), pick]
+    return out
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class Segmenter:
+    """A segmentation model ready to run, with what ``meshgdl segment`` needs to know.
+
+    ``info`` is the checkpoint's sidecar JSON (``<checkpoint>.json``) when present
+    (``trained_on``, ``class_names``, ``working_vertices``, ``area``...), else ``{}``.
+    """
+
+    model: object
+    config: object
+    class_names: list
+    working_vertices: int
+    area: float
+    path: str
+    device: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.config.n_classes)
+
+    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None) -> np.ndarray:
+        """Class probabilities (k, C) float64 on the vertices of a working mesh."""
+        import torch
+
+        from meshgdl.nn.models import collate_samples, prepare
+
+        sample = prepare(V, F, self.config, cache_dir=cache_dir)
+        with torch.no_grad():
+            batch = collate_samples([sample], device=self.device, dtype=torch.float32)
+            logits = self.model(batch)
+            probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
+        if probs.shape != (len(V), self.n_classes) or not np.all(np.isfinite(probs)):
+            raise RuntimeError(f"model returned unusable output of shape {probs.shape}")
+        return probs
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/``"auto"`` -> cuda if available else cpu; checks that cuda exists."""
+    import torch
+
+    d = (device or "auto").lower()
+    if d == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if d.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MeshError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        return d
+    if d != "cpu":
+        raise MeshError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    return d
+
+
+def read_sidecar(path: Path) -> dict:
+    """The JSON next to a checkpoint (``X.safetensors`` -> ``X.json``), or ``{}``."""
+    js = path.with_suffix(".json")
+    if not js.is_file():
+        return {}
+    try:
+        info = json.loads(js.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{js}: unreadable model description ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{js}: model description must be a JSON object")
+    return info
+
+
+def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "cpu",
+                   working_vertices: int | None = None) -> Segmenter:
+    """Load a segmentation checkpoint (default: the shipped model) for :func:`segment`.
+
+    ``path``: a checkpoint written by ``meshgdl train`` (file or run directory) or
+    by ``tools/train_pretrained.py``. Loaded only through
+    :func:`meshgdl.train.checkpoint.load_checkpoint` (safetensors, no pickle).
+    Raises CheckpointError for anything that is not an intact meshgdl
+    segmentation checkpoint.
+    """
+    from meshgdl.nn.models import ModelConfig, build_model
+    from meshgdl.train.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
+
+    if path is None:
+        path = DEFAULT_MODEL
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: the shipped model is missing from this installation; pass --model")
+    p = resolve_checkpoint(path)
+    ck = load_checkpoint(p)
+    try:
+        config = ModelConfig.from_dict(dict(ck.model_config))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{p}: model config is not usable ({exc})") from None
+    if config.task != "segmentation":
+        raise CheckpointError(f"{p}: a {config.task} model, not a segmentation model")
+    info = read_sidecar(p)
+    names = info.get("class_names") or ck.extra.get("class_names") or []
+    names = [str(c) for c in names]
+    if len(names) != config.n_classes:
+        names = [str(i) for i in range(config.n_classes)]
+    dev = resolve_device(device)
+    model = build_model(config)
+    load_model_weights(model, ck)
+    model = model.float().to(dev).eval()
+    nw = int(working_vertices or info.get("working_vertices") or DEFAULT_WORKING_VERTICES)
+    if nw < 16:
+        raise MeshError(f"working resolution must be at least 16 vertices, got {nw}")
+    return Segmenter(model=model, config=config, class_names=names, working_vertices=nw,
+                     area=float(info.get("area", 1.0)), path=str(p), device=dev, info=info)
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`segment` on a :class:`Mesh`.
+
+    ``labels (n,)`` / ``face_labels (m,)``: on the cleaned mesh; ``probabilities (n, C)``:
+    interpolated class probabilities before smoothing; ``file_vertex_labels
+    (n_orig_vertices,)`` / ``file_face_labels (n_orig_faces,)``: in the input file's
+    order (-1 only for polygons with fewer than 3 vertices); ``working``: the
+    working mesh; ``timings``: seconds per stage.
+    """
+
+    labels: np.ndarray
+    face_labels: np.ndarray
+    probabilities: np.ndarray
+    file_vertex_labels: np.ndarray
+    file_face_labels: np.ndarray
+    class_names: list
+    working: WorkingMesh
+    working_labels: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+    def summary(self, mesh: Mesh) -> list[dict]:
+        """Per class: name, file vertices with that label, share of the surface area."""
+        n_cls = len(self.class_names)
+        fa = face_areas(mesh.V, mesh.F)
+        total = float(fa.sum()) or 1.0
+        area = np.bincount(self.face_labels, weights=fa, minlength=n_cls)
+        fl = self.file_vertex_labels
+        counts = np.bincount(fl[fl >= 0], minlength=n_cls)
+        rows = [{"label": i, "name": self.class_names[i], "vertices": int(counts[i]),
+                 "area_share": float(area[i] / total)} for i in range(n_cls)]
+        if (fl < 0).any():
+            rows.append({"label": -1, "name": "(unlabelled)", "vertices": int((fl < 0).sum()), "area_share": 0.0})
+        return rows
+
+
+def segment(
+    mesh: Mesh,
+    segmenter: Segmenter,
+    *,
+    smooth_iterations: int = 2,
+    stage: Callable[[str], None] | None = None,
+    raw_faces: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Segmentation:
+    """Segment a loaded mesh (any resolution, pose, scale, vertex order).
+
+    ``stage(name)`` is called as each of ``"preprocess"``, ``"predict"``,
+    ``"transfer"`` begins. ``raw_faces()`` -> ``(T (t, 3) file-vertex indices,
+    origin (t,))`` gives the file's triangles before cleaning; it is called only if
+    cleaning dropped whole faces (to label them from their corners); without it
+    they take the label of their nearest kept face... none exists, so they get
+    the majority of nothing: -1.
+    """
+    say = stage or (lambda name: None)
+    times: dict[str, float] = {}
+    n_cls = segmenter.n_classes
+
+    say("preprocess")
+    t0 = time.perf_counter()
+    wm = working_mesh(mesh.V, mesh.F, segmenter.working_vertices, area=segmenter.area)
+    times["preprocess"] = time.perf_counter() - t0
+
+    say("predict")
+    t0 = time.perf_counter()
+    probs_w = segmenter.predict(wm.V, wm.F)
+    times["predict"] = time.perf_counter() - t0
+
+    say("transfer")
+    t0 = time.perf_counter()
+    Vn = wm.normalize(mesh.V)
+    nrm = vertex_normals(mesh.V, mesh.F)
+    face, bary, _ = project_to_surface(Vn, wm.V, wm.F, normals=nrm)
+    probs = interpolate(probs_w, wm.F, face, bary)
+    raw = np.argmax(probs, axis=1).astype(np.int64)
+    labels = smooth_labels(raw, mesh.F, vertex_areas(mesh.V, mesh.F), n_cls, smooth_iterations)
+    flab = face_majority(mesh.F, labels, probs)
+
+    file_v = mesh.to_original_vertices(labels, fill=-1)
+    lost = file_v < 0
+    if lost.any() and mesh.file_V is not None:
+        f2, b2, _ = project_to_surface(wm.normalize(mesh.file_V[lost]), wm.V, wm.F)
+        file_v[lost] = np.argmax(interpolate(probs_w, wm.F, f2, b2), axis=1)
+    file_f = mesh.to_original_faces(flab, fill=-1)
+    missing = file_f < 0
+    if missing.any() and raw_faces is not None:
+        T, origin = raw_faces()
+        sel = missing[origin]
+        if sel.any():
+            tl = face_majority(T[sel], file_v)
+            order = np.flatnonzero(sel)[::-1]  # first triangle of a polygon wins
+            file_f[origin[order]] = tl[::-1]
+    times["transfer"] = time.perf_counter() - t0
+    return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
+                        file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
+                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings=times)
+
+
+def output_paths(out_ply: str | os.PathLike) -> dict[str, Path]:
+    """``OUT.ply`` -> its companions ``OUT.vertex_labels.txt`` and ``OUT.face_labels.txt``."""
+    p = Path(out_ply)
+    stem = p.with_suffix("")
+    return {"ply": p, "vertex_labels": Path(f"{stem}.vertex_labels.txt"),
+            "face_labels": Path(f"{stem}.face_labels.txt")}
+
+
+def default_output(mesh_path: str | os.PathLike) -> Path:
+    """``dir/name.ext`` -> ``dir/name.segmented.ply``."""
+    p = Path(mesh_path)
+    return p.with_name(p.stem + ".segmented.ply")
+
+
+def write_segmentation(seg: Segmentation, mesh: Mesh, out_ply: str | os.PathLike) -> dict[str, Path]:
+    """Write the coloured PLY and the two label files, all or nothing.
+
+    The PLY holds the file's vertices in file order (unreferenced ones included),
+    per-vertex colours and a ``label`` property, and the cleaned triangles in file
+    vertex numbering. Every file is first written to a temporary file next to its
+    target; the targets are replaced only after all three are complete, so a
+    failure leaves existing outputs untouched.
+    """
+    from meshgdl.atomic import atomic_path
+    from meshgdl.io import save_mesh
+
+    paths = output_paths(out_ply)
+    fileV = mesh.file_V if mesh.file_V is not None else mesh.V
+    tris = mesh.file_triangles() if mesh.file_V is not None else mesh.F
+    lab = seg.file_vertex_labels
+    with contextlib.ExitStack() as stack:
+        tmp = {k: stack.enter_context(atomic_path(p)) for k, p in paths.items()}
+        save_mesh(tmp["ply"], fileV, tris, vertex_colors=label_colors(lab),
+                  vertex_scalars={"label": lab.astype(np.int32)})
+        tmp["vertex_labels"].write_text(_lines(lab))
+        tmp["face_labels"].write_text(_lines(seg.file_face_labels))
+    return paths
+
+
+def _lines(a: np.ndarray) -> str:
+    return "".join(f"{v}\n" for v in np.asarray(a, dtype=np.int64).tolist())
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "STAGES",
+    "Segmenter",
+    "Segmentation",
+    "WorkingMesh",
+    "load_segmenter",
+    "segment",
+    "working_mesh",
+    "project_to_surface",
+    "closest_point_barycentric",
+    "interpolate",
+    "nearest_surface_labels",
+    "smooth_labels",
+    "face_majority",
+    "label_colors",
+    "midpoint_subdivide",
+    "write_segmentation",
+    "output_paths",
+    "default_output",
+]

@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Benchmark ``meshgdl segment`` end to end: wall time and peak memory vs mesh size.
+
+    python tools/bench/segment.py                       # 10k, 100k, 200k, 500k faces, CPU
+    python tools/bench/segment.py --faces 10000 200000 --repeat 3 --threads 2
+
+Test meshes: a posed capsule figure (resolution 0.025, ~15k faces), Loop-subdivided
+until it is finer than the largest size asked for, then quadric-decimated to each
+size (smooth, irregular, like a scan or a sculpt), written as binary PLY into a
+temporary folder. Each run is a fresh process -- ``python -m meshgdl segment MESH
+-o OUT.ply --format json --quiet`` -- so the time includes interpreter start-up,
+imports, model loading and writing the three output files; peak memory is the
+child's maximum resident set size. Stage times come from the command's JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+# Runs the CLI in-process and reports the peak RSS of that process on the last line.
+_CHILD = (
+    "import resource, sys, json\n"
+    "from meshgdl.cli import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "sys.stdout.flush()\n"
+    "print(json.dumps({'rc': rc, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+)
+
+
+def make_meshes(sizes: list[int], folder: Path) -> dict[int, Path]:
+    import fast_simplification
+    import trimesh
+
+    from meshgdl.data.synthetic import capsule_figure, random_pose
+    from meshgdl.io import save_mesh
+
+    V, F, _ = capsule_figure(random_pose(np.random.default_rng(7)), resolution=0.025, seed=3)
+    while len(F) < 1.2 * max(sizes):
+        V, F = trimesh.remesh.subdivide_loop(V, F, iterations=1)
+    out = {}
+    for n in sizes:
+        if n < len(F):
+            Vd, Fd = fast_simplification.simplify(V, F, target_count=int(n))
+        else:
+            Vd, Fd = V, F
+        p = folder / f"figure_{n}.ply"
+        save_mesh(p, np.asarray(Vd, np.float64), np.asarray(Fd, np.int64))
+        out[n] = p
+    return out
+
+
+def run_once(mesh: Path, out: Path, device: str, threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-c", _CHILD, "segment", str(mesh), "-o", str(out), "--format", "json",
+           "--quiet", "--device", device]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"segment failed on {mesh}: {r.stderr.strip()[-500:]}")
+    lines = r.stdout.strip().splitlines()
+    tail = json.loads(lines[-1])
+    doc = json.loads("\n".join(lines[:-1]))
+    return {"wall_s": wall, "peak_rss_mb": tail["maxrss_kb"] / 1024, "stages": doc["seconds"],
+            "vertices": doc["n_vertices"], "faces": doc["n_faces"], "working": doc["working_mesh"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--faces", type=int, nargs="+", default=[10_000, 100_000, 200_000, 500_000])
+    p.add_argument("--repeat", type=int, default=2, help="runs per size (median reported)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="meshgdl-bench-segment-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        meshes = make_meshes(sorted(a.faces), tmp)
+        print(f"# test meshes made in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        rows = []
+        for n, mesh in meshes.items():
+            runs = [run_once(mesh, tmp / f"out_{n}.ply", a.device, a.threads) for _ in range(a.repeat)]
+            wall = statistics.median(r["wall_s"] for r in runs)
+            stages = {k: statistics.median(r["stages"].get(k, 0.0) for r in runs) for k in runs[0]["stages"]}
+            rows.append({"faces": runs[0]["faces"], "vertices": runs[0]["vertices"], "wall_s": wall,
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "stages": stages,
+                         "working_vertices": runs[0]["working"]["vertices"], "runs": [r["wall_s"] for r in runs]})
+            print(f"{rows[-1]['faces']:>8} faces  {wall:6.2f} s  {rows[-1]['peak_rss_mb']:7.0f} MiB  "
+                  + "  ".join(f"{k} {v:.2f}" for k, v in stages.items()), file=sys.stderr)
+    import torch
+
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"OMP_NUM_THREADS={a.threads}, device {a.device}, torch {torch.__version__}")
+    print("| faces | vertices | end-to-end (s) | peak RSS (MiB) | load | preprocess | predict | transfer | write |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        s = r["stages"]
+        print(f"| {r['faces']:,} | {r['vertices']:,} | {r['wall_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+              + " | ".join(f"{s.get(k, float('nan')):.2f}" for k in ("load", "preprocess", "predict", "transfer", "write"))
+              + " |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
