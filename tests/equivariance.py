@@ -122,7 +122,7 @@ def assert_gauge_equivariant(
         raise TypeError(f"fn must return a tensor, got {type(out).__name__}")
     if out.shape[-1] != irreps_out.dim:
         raise AssertionError(f"output has {out.shape[-1]} channels, irreps_out {irreps_out} has dim {irreps_out.dim}")
-    if require_nonzero and not bool(out.detach().abs().max() > 0):
+    if require_nonzero and not (out.numel() and bool(out.detach().abs().max() > 0)):
         raise AssertionError("output is identically zero: the equivariance check would be vacuous")
     worst = 0.0
     for trial in range(n_trials):
