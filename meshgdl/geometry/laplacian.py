@@ -78,8 +78,11 @@ def is_edge_manifold(F) -> bool:
     ok = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
     if not np.any(ok):
         return True
-    _, counts = np.unique(_edges(F[ok]), axis=0, return_counts=True)
-    return bool(counts.max() <= 2)
+    E = _edges(F[ok])
+    key = E[:, 0] * (int(E[:, 1].max()) + 1) + E[:, 1]  # 1-D keys: much faster than unique(axis=0)
+    key.sort()
+    # an edge used three or more times shows up as key[i] == key[i + 2]
+    return bool(not np.any(key[2:] == key[:-2]))
 
 
 def is_vertex_manifold(F) -> bool:
@@ -111,7 +114,7 @@ def is_vertex_manifold(F) -> bool:
     a, b = cs[:-1][same], cs[1:][same]
     G = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(3 * m, 3 * m))
     _, labels = connected_components(G, directed=False)
-    fans = np.unique(np.stack([F.ravel(), labels], axis=1), axis=0)
+    fans = np.unique(F.ravel() * (3 * m) + labels[corner.ravel()])
     return bool(len(fans) == len(np.unique(F)))
 
 
@@ -231,7 +234,11 @@ def laplacian_diagnostics(V, F) -> dict:
 def choose_laplacian_method(V, F) -> str:
     """``"robust"`` when the mesh is non-manifold, has degenerate faces or negative
     cotan weights (obtuse pairs with α + β > π), else ``"cotan"``."""
-    return "robust" if any(laplacian_diagnostics(V, F).values()) else "cotan"
+    V, F = check_mesh(V, F)
+    # cheapest tests first; stop at the first reason
+    if np.any(degenerate_faces(V, F)) or not is_edge_manifold(F) or _has_negative_weights(V, F):
+        return "robust"
+    return "cotan" if is_vertex_manifold(F) else "robust"
 
 
 def laplacian(V, F, method: str = "auto", mollify_factor: float = 1e-5):

@@ -259,7 +259,7 @@ def eigenbasis(
     *,
     sigma: float | None = None,
     tol: float = 1e-8,
-    block_size: int = 8,
+    block_size: int | None = None,
     max_dim: int | None = None,
     seed: int = 0,
     factorization: str = "auto",
@@ -278,7 +278,9 @@ def eigenbasis(
         that path is also used when ``M`` is not diagonal.
       tol: relative Ritz residual ``‖Tx - θx‖ <= tol·θ`` at which a pair counts as
         converged (``T = (A + sI)^{-1}``); 1e-8 gives eigenvalues to ~1e-12 relative.
-      block_size: vectors per Krylov block (solved together).
+      block_size: vectors per Krylov block (solved together); default 8 for k >= 96,
+        4 for k >= 24, else 2 (larger blocks amortise solves, smaller ones need a
+        smaller Krylov space).
       max_dim: Krylov basis size before a thick restart (memory: ``8·n·max_dim`` bytes);
         default ``max(4k + 4·block_size, 64)``.
       seed: seed of the random start block (results are deterministic for a seed).
@@ -298,6 +300,8 @@ def eigenbasis(
         raise ValueError(f"k must be >= 1, got {k}")
     if factorization not in ("auto", "cholespy", "superlu"):
         raise ValueError(f"factorization must be 'auto', 'cholespy' or 'superlu', got {factorization!r}")
+    if block_size is None:
+        block_size = 8 if k >= 96 else 4 if k >= 24 else 2
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     L = sp.csr_matrix(L, dtype=np.float64)
