@@ -11,3 +11,7 @@ class CheckpointError(ValueError):
 
 class DatasetError(ValueError):
     """A dataset folder that is missing, empty or has inconsistent labels."""
+
+
+class UsageError(ValueError):
+    """A bad command-line value (``-k 0``, wrong output extension, bad source index)."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from meshgdl.errors import CheckpointError, DatasetError, MeshError
+from meshgdl.errors import CheckpointError, DatasetError, MeshError, UsageError
 
 # Sub-command modules, in the order ``meshgdl --help`` lists them.
 COMMANDS = [
@@ -47,12 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (MeshError, CheckpointError, DatasetError) as exc:
+    except (MeshError, CheckpointError, DatasetError, UsageError) as exc:
         print(f"meshgdl: error: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"meshgdl: error: file not found: {exc.filename or exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into e.g. `head`: stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("meshgdl: interrupted", file=sys.stderr)
         return 130

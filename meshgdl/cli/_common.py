@@ -16,18 +16,10 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from meshgdl.errors import MeshError
+from meshgdl.errors import MeshError, UsageError  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
     from meshgdl.io import Mesh
-
-
-class UsageError(MeshError):
-    """A bad command-line value (``-k 0``, wrong output extension, bad source index).
-
-    Subclasses MeshError only so the dispatcher reports it as one line with exit
-    code 2; it is raised by the CLI layer, never by the library.
-    """
 
 
 def add_mesh_argument(parser, help: str = "input mesh (.obj .ply .off .stl .glb .gltf)") -> None:
