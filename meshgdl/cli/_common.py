@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from meshgdl.errors import MeshError, UsageError  # noqa: F401  (re-exported for the commands)
+from meshgdl.errors import UsageError  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
     from meshgdl.io import Mesh
