@@ -138,10 +138,22 @@ def test_disconnected_mesh_and_isolated_vertex_have_zero_modes():
     V2 = np.vstack([V, V + 4.0, [[10.0, 0, 0]]])
     F2 = np.vstack([F, F + len(V)])
     L, M = laplacian(V2, F2, method="cotan")
-    evals, evecs = eigenbasis(L, M, 8)
+    # two identical spheres: l = 1 has exact multiplicity 6, more than the block size
+    evals, evecs = eigenbasis(L, M, 10, block_size=2)
     np.testing.assert_allclose(evals[:3], 0.0, atol=1e-12)
-    np.testing.assert_allclose(evals[3:6], 2.0, rtol=0.02)  # l = 1 of both spheres
-    np.testing.assert_allclose(evecs.T @ (M @ evecs), np.eye(8), atol=1e-9)
+    np.testing.assert_allclose(evals[3:9], 2.0, rtol=0.02)
+    np.testing.assert_allclose(evals[9], 6.0, rtol=0.02)
+    np.testing.assert_allclose(evecs.T @ (M @ evecs), np.eye(10), atol=1e-9)
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 8])
+def test_exact_multiplicities_larger_than_the_block_are_not_missed(sphere_basis, block_size):
+    # icosahedral symmetry splits l = 4 into exactly degenerate 4- and 5-fold levels
+    _, _, L, M, ref, _ = sphere_basis
+    evals, _ = eigenbasis(L, M, 25, block_size=block_size)
+    np.testing.assert_allclose(evals, ref, rtol=1e-9, atol=1e-12)
+    counts = [np.sum(np.abs(evals - l * (l + 1)) < 0.02 * l * (l + 1)) for l in range(1, 5)]
+    assert counts == [3, 5, 7, 9]
 
 
 def test_k_at_least_n_returns_all_pairs_dense():

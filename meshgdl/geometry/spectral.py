@@ -232,6 +232,35 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts):
             next_check = nq  # check again after one new block
 
 
+def _complete_multiplets(A, solver, theta, X, Z, *, b, rng, max_restarts, max_rounds=10):
+    """Recover eigenvectors a block Krylov space cannot see.
+
+    A Krylov space grown from ``b`` start vectors holds at most ``b`` directions of any
+    eigenspace, so an eigenvalue of exact multiplicity > ``b`` (symmetric meshes,
+    identical disconnected parts) can be silently under-counted. Probe the orthogonal
+    complement of everything found with a fresh random block: any eigenvalue there
+    that beats the current k-th one was missed; swap it in and probe again.
+    """
+    n, kw = X.shape
+    for _ in range(max_rounds):
+        D = np.concatenate([Z, X], axis=1)
+        room = n - D.shape[1]
+        kp = min(b, max(room // 8, 1))
+        md = min(max(8 * b, 48), room - b)
+        md -= md % b
+        if md < kp + 2 * b:
+            break
+        th_p, X_p = _block_krylov(A, solver, kp, D, b=b, tol=1e-6, max_dim=md, rng=rng, max_restarts=max_restarts)
+        missed = th_p > theta.min() * (1.0 + 1e-9)
+        if not np.any(missed):
+            break
+        theta = np.concatenate([theta, th_p[missed]])
+        X = np.concatenate([X, X_p[:, missed]], axis=1)
+        keep = np.argsort(theta)[-kw:]
+        theta, X = theta[keep], X[:, keep]
+    return theta, X
+
+
 def _fix_signs(evecs: np.ndarray) -> np.ndarray:
     """Make the largest-magnitude entry of each eigenvector positive (determinism)."""
     if evecs.size == 0:
@@ -353,7 +382,8 @@ def eigenbasis(
     s = 1e-8 * max(float(A.diagonal().max()), np.finfo(float).tiny)
     solver = _SPDSolver((A + s * sp.eye(n, format="csr")).tocsr(), backend=factorization)
     rng = np.random.default_rng(seed)
-    _, X = _block_krylov(A, solver, kw, Z, b=b, tol=tol, max_dim=max_dim, rng=rng, max_restarts=max_restarts)
+    theta, X = _block_krylov(A, solver, kw, Z, b=b, tol=tol, max_dim=max_dim, rng=rng, max_restarts=max_restarts)
+    theta, X = _complete_multiplets(A, solver, theta, X, Z, b=b, rng=rng, max_restarts=max_restarts)
 
     # Rayleigh–Ritz with A itself: eigenvalues to round-off, exactly orthonormal vectors.
     _orthonormalize_against(X, Z)
