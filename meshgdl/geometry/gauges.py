@@ -61,7 +61,12 @@ class Gauges:
     frames : (n, 3, 3) float64
         ``frames[p] = [e1, e2, normal]`` (rows): the extrinsic picture of p's gauge,
         ``e1`` the reference edge projected to the tangent plane (rotated by the
-        offset), ``e2 = normal x e1``. Used to draw tangent features in 3D.
+        offset), ``e2 = normal x e1``. Used to draw tangent features in 3D. It is an
+        approximation: the intrinsic (rescaled) angle of a neighbour differs from its
+        projected angle by up to ~0.3 rad at strongly curved vertices, so code that
+        must keep the gauge law exact should not mix ``frames`` with ``theta`` or
+        ``transport`` (``meshgdl.hierarchy.tangent_jacobian`` gives gauge axes that
+        rotate exactly with the gauge).
     edge_index : (2, E) int64
         Directed edges, row 0 source q, row 1 receiver p; sorted by p, then by theta.
     theta : (E,) float64
