@@ -11,9 +11,9 @@ lengths change only inside the band (the "joint"):
 
 * ``twist``: rotate about the principal (longest) axis by an angle that ramps up
   smoothly along that axis between 25% and 75% of the length: both ends stay rigid.
-* ``bend``: the far half rotates about an axis perpendicular to the principal axis
-  (the view axis, so the bend is seen side-on), blended over a band around the middle
-  -- an elbow.
+* ``bend``: the principal axis, as a centre line, curves (keeping its length) over the
+  middle half of the shape, in the plane of the two largest principal axes (the
+  plane the viewer's camera looks at); the far end turns rigidly.
 """
 
 from __future__ import annotations
@@ -85,26 +85,42 @@ def twist(V: np.ndarray, angle: float) -> np.ndarray:
     return c + np.einsum("nij,nj->ni", R, V - c)
 
 
-def bend(V: np.ndarray, angle: float, band: float = 0.2) -> np.ndarray:
-    """Bend ``V (n, 3)`` at the middle of its principal axis by ``angle`` radians.
+def bend(V: np.ndarray, angle: float, band: float = 0.5) -> np.ndarray:
+    """Bend ``V (n, 3)`` by ``angle`` radians in the plane of its two largest principal axes.
 
-    Vertices with axial position ``u > 0.5 + band/2`` rotate rigidly by ``angle`` about
-    the third principal axis through the joint point; ``u < 0.5 - band/2`` stay put;
-    the band blends smoothly.
+    The principal axis is treated as a centre line that curves along a band of
+    relative length ``band`` around the middle (curvature ``angle * w'(s)`` with ``w``
+    a smoothstep), keeping its arc length; every vertex keeps its offset from the
+    centre line in the line's moving frame. So the part before the band is fixed, the
+    part after it rotates rigidly by ``angle``, the centre line is exactly isometric
+    and the surface at distance r from it is stretched or compressed by at most
+    ``r * 1.5 * angle / (band * length)``.
     """
     V = np.asarray(V, dtype=np.float64)
     c, axes, u, lo, hi = _axial(V)
-    joint = c + axes[0] * (lo + 0.5 * (hi - lo))
-    w = smoothstep((u - (0.5 - band / 2)) / band)
-    R = rotation_matrices(axes[2], angle * w)
-    return joint + np.einsum("nij,nj->ni", R, V - joint)
+    length = hi - lo
+    a, nrm, b = axes[0], axes[1], axes[2]
+    s = u * length  # arclength along the axis from the low end
+    s0, s1 = (0.5 - band / 2) * length, (0.5 + band / 2) * length
+    # centre line C(s) with tangent angle phi(s), integrated on a fine grid
+    grid = np.linspace(0.0, length, 4097)
+    phi = angle * smoothstep((grid - s0) / max(s1 - s0, 1e-12))
+    tang = np.cos(phi)[:, None] * a + np.sin(phi)[:, None] * nrm
+    steps = 0.5 * (tang[1:] + tang[:-1]) * np.diff(grid)[:, None]
+    C = np.concatenate([np.zeros((1, 3)), np.cumsum(steps, axis=0)])
+    Cs = np.stack([np.interp(s, grid, C[:, k]) for k in range(3)], axis=1)
+    ph = angle * smoothstep((s - s0) / max(s1 - s0, 1e-12))
+    X = V - (c + lo * a)
+    y, z = X @ nrm, X @ b
+    N = -np.sin(ph)[:, None] * a + np.cos(ph)[:, None] * nrm
+    return c + lo * a + Cs + y[:, None] * N + z[:, None] * b
 
 
 def deformation_frames(V: np.ndarray, kind: str, T: int = 24, amount: float | None = None) -> np.ndarray:
     """``(T, n, 3)`` frames of built-in deformation ``kind`` ("twist" or "bend").
 
     Frame ``t`` applies fraction ``t / (T - 1)`` of the full deformation (``amount``
-    radians; default pi/2 for a twist, pi/3 for a bend), so frame 0 is ``V``.
+    radians; default pi/2 for both), so frame 0 is ``V``.
     """
     V = np.asarray(V, dtype=np.float64)
     if kind not in BUILTIN_DEFORMATIONS:
@@ -112,7 +128,7 @@ def deformation_frames(V: np.ndarray, kind: str, T: int = 24, amount: float | No
     if T < 1:
         raise ValueError(f"number of frames must be >= 1, got {T}")
     fn = {"twist": twist, "bend": bend}[kind]
-    full = amount if amount is not None else {"twist": np.pi / 2, "bend": np.pi / 3}[kind]
+    full = np.pi / 2 if amount is None else float(amount)
     fracs = np.linspace(0.0, 1.0, T) if T > 1 else np.zeros(1)
     return np.stack([V if f == 0 else fn(V, full * f) for f in fracs])
 

@@ -70,8 +70,12 @@ class Feature:
                 )
             if self.kind != "labels":
                 out = out.astype(np.float64)
-                if not np.all(np.isfinite(out)):
-                    raise ViewerError(f"feature {self.name!r} has non-finite values")
+                finite = np.isfinite(out)
+                if not finite.any():
+                    raise ViewerError(f"feature {self.name!r} has no finite values")
+                # e.g. geodesic distance on a component the source cannot reach:
+                # drawn grey, left out of the colour range and the isolines
+                out[~finite] = np.nan
             if len(self._cache) > 64:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = out
@@ -130,8 +134,9 @@ def _digest(V: np.ndarray, F: np.ndarray) -> str:
 _SPECTRAL_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
-def spectral(V: np.ndarray, F: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(evals (k,), evecs (n, k))`` of the mesh Laplacian, cached by mesh content.
+def spectral(V: np.ndarray, F: np.ndarray, k: int, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """``(evals (k,), evecs (n, k))`` of the mesh Laplacian (``method`` as in
+    :func:`meshgdl.geometry.laplacian.laplacian`), cached by mesh content.
 
     HKS and eigenfunction features share one decomposition per frame.
     """
@@ -141,11 +146,11 @@ def spectral(V: np.ndarray, F: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     k = int(min(k, len(V) - 2))
     if k < 1:
         raise ViewerError(f"mesh has too few vertices ({len(V)}) for a spectral feature")
-    key = (_digest(V, F), k)
+    key = (_digest(V, F), k, method)
     if key in _SPECTRAL_CACHE:
         _SPECTRAL_CACHE.move_to_end(key)
         return _SPECTRAL_CACHE[key]
-    L, M = laplacian(V, F)
+    L, M = laplacian(V, F, method=method)
     evals, evecs = eigenbasis(L, M, k)
     _SPECTRAL_CACHE[key] = (np.asarray(evals), np.asarray(evecs))
     while len(_SPECTRAL_CACHE) > 48:
@@ -153,18 +158,61 @@ def spectral(V: np.ndarray, F: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return _SPECTRAL_CACHE[key]
 
 
+class _RestChoices:
+    """Settings fixed on the first mesh a feature sees (the rest frame) and reused on
+    every later frame, so the feature's definition does not change with the pose:
+    the Laplacian method (cotan vs robust) and the HKS diffusion times."""
+
+    def __init__(self):
+        self.method: str | None = None
+        self.times: np.ndarray | None = None
+        self.k: int | None = None
+
+    def laplacian_method(self, V, F) -> str:
+        if self.method is None:
+            from meshgdl.geometry.laplacian import choose_laplacian_method
+
+            self.method = choose_laplacian_method(V, F)
+        return self.method
+
+
+def multiplet_safe_cut(evals: np.ndarray, k: int, rtol: float = 1e-3) -> int:
+    """Largest ``k' <= k`` such that eigenvalue ``k'`` (the first one left out) is not
+    within ``rtol`` of eigenvalue ``k' - 1``.
+
+    A truncated eigenbasis that keeps only part of a (near-)degenerate eigenspace
+    depends on the arbitrary basis the solver picked inside it, so HKS built from it
+    is not invariant (symmetric shapes -- spheres, tubes, tori -- have many such
+    multiplets). ``evals`` must hold more than ``k`` values to decide; otherwise all
+    of them are kept.
+    """
+    evals = np.asarray(evals, np.float64)
+    if len(evals) <= k:
+        return len(evals)
+    while k > 1 and abs(evals[k] - evals[k - 1]) <= rtol * max(abs(evals[k]), 1e-300):
+        k -= 1
+    return k
+
+
 # ---------------------------------------------------------------- built-in features
 FEATURE_NAMES = ("hks", "geodesic", "eigen", "x")
 
 
 def hks_feature(k: int = 64, n_times: int = 16) -> Feature:
-    """Heat kernel signature: ``n_times`` channels, small diffusion times first."""
+    """Heat kernel signature: ``n_times`` channels, small diffusion times first
+    (log-spaced over the rest shape's spectrum; the same times on every frame), from
+    at most ``k`` eigenpairs, cut so no eigenspace is split."""
+    rest = _RestChoices()
 
     def compute(V, F):
-        from meshgdl.geometry.spectral import hks
+        from meshgdl.geometry.spectral import default_hks_times, hks
 
-        evals, evecs = spectral(V, F, k)
-        return hks(evals, evecs, n_times=n_times)
+        # a few spare pairs so the cut never splits an eigenspace (see multiplet_safe_cut)
+        evals, evecs = spectral(V, F, k + 8, rest.laplacian_method(V, F))
+        if rest.k is None:
+            rest.k = multiplet_safe_cut(evals, k)
+            rest.times = default_hks_times(evals[:rest.k], n_times)
+        return hks(evals[:rest.k], evecs[:, :rest.k], times=rest.times)
 
     return Feature("HKS", compute, kind="scalar", intrinsic=True,
                    channel_names=[f"t{i}" for i in range(n_times)])
@@ -172,13 +220,13 @@ def hks_feature(k: int = 64, n_times: int = 16) -> Feature:
 
 def eigen_feature(k: int = 16) -> Feature:
     """Laplace-Beltrami eigenfunctions ``phi_0 .. phi_{k-1}`` (mass-orthonormal, signed)."""
+    rest = _RestChoices()
 
     def compute(V, F):
-        return spectral(V, F, k)[1]
+        return spectral(V, F, k, rest.laplacian_method(V, F))[1]
 
     return Feature("eigenfunction", compute, kind="signed", intrinsic=True,
                    channel_names=[f"phi{i}" for i in range(k)], align_signs=True)
-
 
 def geodesic_feature(source: int | list[int] = 0) -> Feature:
     """Heat-method geodesic distance from vertex ``source`` (mesh length units)."""

@@ -38,11 +38,12 @@ def isoline_segments(V: np.ndarray, F: np.ndarray, f: np.ndarray, levels):
     F = np.asarray(F, np.int64)
     f = np.asarray(f, np.float64)
     fv = f[F]  # (m, 3)
+    valid = np.isfinite(fv).all(axis=1)  # faces touching a NaN value have no level set
     out_f, out_w = [], []
     for lv in np.atleast_1d(np.asarray(levels, np.float64)):
         above = fv >= lv
         cnt = above.sum(axis=1)
-        faces = np.flatnonzero((cnt == 1) | (cnt == 2))
+        faces = np.flatnonzero(((cnt == 1) | (cnt == 2)) & valid)
         if len(faces) == 0:
             continue
         ends = np.full((len(faces), 3, 3), np.nan)  # (face, edge, corner weight)
@@ -298,7 +299,7 @@ class ViewerModel:
         """Colour range shared by all frames (symmetric about 0 for signed features),
         so a colour means the same value in every frame."""
         v = self.channel_values()
-        lo, hi = float(v.min()), float(v.max())
+        lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
         if self.feature.kind == "signed":
             m = max(abs(lo), abs(hi))
             return -m, m
@@ -402,7 +403,7 @@ class ViewerModel:
                 mag = np.hypot(coeffs[idx, 0], coeffs[idx, 1])
                 scale = self._glyph_norm(tf)
                 lengths = size * np.clip(mag / scale, 0.0, 1.0) if scale > 0 else np.zeros(len(idx))
-                keep = lengths > 1e-3 * size
+                keep = np.isfinite(lengths) & (lengths > 1e-3 * size)
                 P = glyph_segments(base[keep], fr[keep], coeffs[idx][keep], tf.order, lengths[keep])
                 lines.append(LineLayer("arrows", P, (0.05, 0.05, 0.05), self.style.line_width))
         return FrameScene(V, self.F, self.colors(t), N, lines,
@@ -420,5 +421,7 @@ class ViewerModel:
             for t in range(self.num_frames):
                 c = np.asarray(tf.compute(self.frames[t], self.F, self.gauges(t)), np.float64)[idx]
                 mags.append(np.hypot(c[:, 0], c[:, 1]))
-            self._values[key] = float(np.percentile(np.concatenate(mags), 98)) if mags else 0.0
+            allm = np.concatenate(mags) if mags else np.zeros(0)
+            allm = allm[np.isfinite(allm)]
+            self._values[key] = float(np.percentile(allm, 98)) if len(allm) else 0.0
         return self._values[key]
