@@ -458,6 +458,43 @@ def test_cli_model_without_trained_checkpoint(tmp_path, torus_obj, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_cli_shows_every_layer_of_a_trained_model(egl, tmp_path, torus_obj, capsys):
+    import torch
+
+    from meshgdl.nn.models import ModelConfig, build_model as build_net
+    from meshgdl.train.checkpoint import save_checkpoint
+    from viewer.features import model_features, num_model_layers
+    from viewer.session import build_model
+
+    cfg = ModelConfig(kind="gem", n_classes=3, in_features=["hks"], k_eig=16, n_hks=4,
+                      hidden_irreps="4x0 + 4x1", n_layers=1, n_samples=7)
+    torch.manual_seed(0)
+    net = build_net(cfg)
+    ck = save_checkpoint(tmp_path / "tiny.safetensors", model_state=net.state_dict(), model_config=cfg.to_dict())
+    n_layers = num_model_layers(ck)
+    assert n_layers == net.num_feature_layers
+    # the hook returns exactly the network's own layer features
+    from meshgdl.io import load_mesh
+    from meshgdl.nn.models import collate_samples, prepare
+
+    mesh = load_mesh(torus_obj)
+    with torch.no_grad():
+        want = net.eval().features(collate_samples([prepare(mesh.V, mesh.F, cfg)]), 1)[:, 2].double().numpy()
+    np.testing.assert_allclose(model_features(ck, mesh.V, mesh.F, 1, 2), want, rtol=1e-6, atol=1e-9)
+    # layers are the features the window cycles through, starting at --layer
+    vm = build_model(str(torus_obj), model=str(ck), layer=1, channel=2)
+    assert [f.name for f in vm.features[:n_layers]] == [f"model layer {(1 + i) % n_layers}" for i in range(n_layers)]
+    out = tmp_path / "m.png"
+    assert _run_cli([torus_obj, "--model", ck, "--layer", "-1", "--channel", "3", "--export", out,
+                     "--size", "160x120"]) == 0 and out.exists()
+    for argv, msg in ((["--layer", "7"], "--layer 7 out of range"), (["--channel", "99"], "channel 99 out of range")):
+        capsys.readouterr()
+        assert _run_cli([torus_obj, "--model", ck, *argv, "--export", tmp_path / "bad.png"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and msg in err
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
     from viewer.render import ffmpeg_executable
 
@@ -500,8 +537,8 @@ def test_window_opens_responds_to_actions_and_closes(tmp_path):
                      lambda: w.toggle("wireframe"), w.toggle_play, w.screenshot]
             for s in steps:
                 w.app.post_to_main_thread(w.window, s)
-                time.sleep(0.3)
-            time.sleep(2.0)
+                time.sleep(0.15)
+            time.sleep(1.0)
             log.append((m.channel, m.feature_index, m.style.arrows, m.style.wireframe))
             w.app.post_to_main_thread(w.window, w.close)
         threading.Thread(target=drive, daemon=True).start()
