@@ -538,7 +538,9 @@ def test_window_opens_responds_to_actions_and_closes(tmp_path):
             for s in steps:
                 w.app.post_to_main_thread(w.window, s)
                 time.sleep(0.15)
-            time.sleep(1.0)
+            t0 = time.time()
+            while not w.screenshots and time.time() - t0 < 30:  # the capture is asynchronous
+                time.sleep(0.1)
             log.append((m.channel, m.feature_index, m.style.arrows, m.style.wireframe))
             w.app.post_to_main_thread(w.window, w.close)
         threading.Thread(target=drive, daemon=True).start()
