@@ -55,6 +55,7 @@ class Feature:
     intrinsic: bool = True
     channel_names: list[str] | None = None
     align_signs: bool = False
+    detail: str = ""  # extra words for the caption (the legend title stays short)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, V: np.ndarray, F: np.ndarray) -> np.ndarray:
@@ -240,8 +241,9 @@ def geodesic_feature(source: int | list[int] = 0) -> Feature:
 
         return heat_geodesic_distance(V, F, sources)
 
-    label = ",".join(map(str, sources))
-    return Feature(f"geodesic from {label}", compute, kind="scalar", intrinsic=True)
+    label = ", ".join(map(str, sources))
+    return Feature("geodesic", compute, kind="scalar", intrinsic=True,
+                   detail=f"distance from vertex {label}")
 
 
 def coordinate_feature() -> Feature:

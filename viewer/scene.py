@@ -139,6 +139,7 @@ class Style:
     max_glyphs: int | None = None  # None: about one glyph per 26x26 pixels
     cmap: str | None = None  # None: viridis for scalar features, coolwarm for signed ones
     line_width: float = 1.5
+    arrow_color: tuple = (1.0, 1.0, 1.0)  # light: isolines are dark, so glyphs stay distinct
 
     def __post_init__(self):
         if self.shading not in ("lit", "flat"):
@@ -308,7 +309,7 @@ class ViewerModel:
     def num_isolines(self) -> int:
         if self.style.isolines is not None:
             return int(self.style.isolines)
-        return 12 if self.feature.name.startswith("geodesic") else 0
+        return 12 if self.feature.name == "geodesic" else 0
 
     def isoline_levels(self) -> np.ndarray:
         k = self.num_isolines()
@@ -359,7 +360,8 @@ class ViewerModel:
 
     def caption(self, t: int | None = None) -> str:
         t = self.frame if t is None else t
-        parts = [self.feature.channel_name(self.channel, self.num_channels)]
+        name = self.feature.channel_name(self.channel, self.num_channels)
+        parts = [f"{name} {self.feature.detail}" if self.feature.detail else name]
         parts.append("intrinsic" if self.feature.intrinsic else "extrinsic (not invariant)")
         if self.num_frames > 1:
             parts.append(f"frame {t + 1}/{self.num_frames}" + (f" ({self.deform_name})" if self.deform_name else ""))
@@ -405,7 +407,7 @@ class ViewerModel:
                 lengths = size * np.clip(mag / scale, 0.0, 1.0) if scale > 0 else np.zeros(len(idx))
                 keep = np.isfinite(lengths) & (lengths > 1e-3 * size)
                 P = glyph_segments(base[keep], fr[keep], coeffs[idx][keep], tf.order, lengths[keep])
-                lines.append(LineLayer("arrows", P, (0.05, 0.05, 0.05), self.style.line_width))
+                lines.append(LineLayer("arrows", P, self.style.arrow_color, self.style.line_width))
         return FrameScene(V, self.F, self.colors(t), N, lines,
                           self.legend() if self.style.legend else None,
                           self.caption(t) if self.style.caption else "",

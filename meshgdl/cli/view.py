@@ -51,6 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--rho", type=int, default=1, help="order n of the --vectors feature (rho_n, default 1)")
     p.add_argument("--frames-gauge", dest="gauge_frames", action="store_true",
                    help="draw each vertex's gauge frame (e1 red, e2 green)")
+    p.add_argument("--glyphs", type=int, default=None,
+                   help="at most this many arrows / gauge frames, spread evenly (default: by image size)")
     p.add_argument("--wireframe", action="store_true", help="draw mesh edges")
     p.add_argument("--isolines", type=int, default=None,
                    help="number of isoline bands (default 12 for geodesic distance, else none)")
@@ -85,6 +87,8 @@ def _run(args) -> int:
         raise ViewerError(f"--fps must be positive, got {args.fps}")
     if args.rho < 1:
         raise ViewerError(f"--rho must be >= 1, got {args.rho}")
+    if args.glyphs is not None and args.glyphs < 1:
+        raise ViewerError(f"--glyphs must be >= 1, got {args.glyphs}")
     if args.isolines is not None and args.isolines < 0:
         raise ViewerError(f"--isolines must be >= 0, got {args.isolines}")
     if args.export:
@@ -95,7 +99,7 @@ def _run(args) -> int:
         raise ViewerError("no display for a window (DISPLAY is not set); use --export out.png to render headless")
     style = Style(width=w, height=h, shading="flat" if args.flat else "lit", wireframe=args.wireframe,
                   arrows=args.arrows or args.vectors is not None, gauge_frames=args.gauge_frames,
-                  isolines=args.isolines, cmap=args.cmap)
+                  isolines=args.isolines, cmap=args.cmap, max_glyphs=args.glyphs)
     model = build_model(
         args.mesh, scalar=args.scalar, labels=args.labels, feature=args.feature, model=args.model,
         layer=args.layer, channel=args.channel, source=args.source, deform=args.deform,
