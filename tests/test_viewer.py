@@ -105,6 +105,31 @@ def test_glyphs_point_along_gauge_angle():
     np.testing.assert_allclose(np.abs(np.einsum("ij,ij->i", d0, want - base)), lengths ** 2, rtol=1e-9)
 
 
+def test_scene_draws_rho_n_vectors_in_each_gauge_frame():
+    from meshgdl.geometry.gauges import compute_gauges
+    from viewer.features import array_tangent
+
+    V, F = torus(24, 12)
+    n = len(V)
+    # rho_2 value at angle 2*alpha: a line field at alpha = pi/6 from e1 (rays at alpha, alpha + pi)
+    alpha = np.pi / 6
+    coeffs = np.tile([np.cos(2 * alpha), np.sin(2 * alpha)], (n, 1))
+    st = Style(width=200, height=200, arrows=True, max_glyphs=40)
+    m = ViewerModel(V[None], F, [coordinate_feature()], st, tangent=array_tangent(coeffs, order=2))
+    layer = next(l for l in m.scene().lines if l.name == "arrows")
+    idx = m.glyph_indices()
+    assert len(idx) == 40 and layer.segments.shape == (80, 2, 3)
+    fr = compute_gauges(V, F).frames[idx]
+    want = np.cos(alpha) * fr[:, 0] + np.sin(alpha) * fr[:, 1]
+    d = layer.segments[:, 1] - layer.segments[:, 0]
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    np.testing.assert_allclose(d[:40], want, atol=1e-9)
+    np.testing.assert_allclose(d[40:], -want, atol=1e-9)
+    # a glyph's base sits on its vertex (lifted along the normal against z-fighting)
+    lift = layer.segments[:40, 0] - V[idx]
+    assert np.abs(np.einsum("ij,ij->i", lift, fr[:, 0])).max() < 1e-9
+
+
 def test_spread_subset_and_edges():
     V, F = torus(16, 8)
     idx = spread_subset(V, 30)
