@@ -34,7 +34,7 @@ from meshgdl.geometry.normals import vertex_normals
 log = logging.getLogger(__name__)
 
 #: Bump when the content or meaning of any cached array changes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 _SPARSE = ("L", "grad_x", "grad_y")
 
@@ -253,7 +253,10 @@ def compute_operators(
     mass = np.asarray(M.diagonal(), dtype=np.float64)
     k = int(min(k_eig, max(len(V) - 1, 1)))
     evals, evecs = eigenbasis(L, M, k)
-    hks_feat = hks(evals, evecs, n_times=n_hks)
+    # A truncated basis that ends inside a (near-)degenerate eigenspace depends on the
+    # solver's arbitrary basis of it, and so would HKS: leave out the trailing group.
+    k_hks = _without_last_multiplet(evals)
+    hks_feat = hks(evals[:k_hks], evecs[:, :k_hks], n_times=n_hks)
     normals = vertex_normals(V, F)
     g = compute_gauges(V, F, normals=normals)
     gx, gy = tangent_gradient(g)
@@ -278,6 +281,15 @@ def compute_operators(
     if path is not None:
         save_operators(path, ops)
     return ops
+
+
+def _without_last_multiplet(evals: np.ndarray, rtol: float = 1e-3) -> int:
+    """Number of leading eigenpairs left after dropping the last group of eigenvalues
+    equal within ``rtol`` (it may continue beyond the computed ones). Keeps at least one."""
+    k = len(evals) - 1
+    while k > 1 and abs(evals[k] - evals[k - 1]) <= rtol * max(abs(evals[k]), 1e-300):
+        k -= 1
+    return max(k, 1)
 
 
 # --------------------------------------------------------------------------- cache I/O

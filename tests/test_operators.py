@@ -139,3 +139,14 @@ def test_operators_dataclass_fields_are_all_cached(tmp_path):
     save_operators(path, ops)
     back = load_operators(path)
     assert isinstance(back, Operators) and back.params == ops.params
+
+
+def test_hks_is_rotation_invariant_on_a_sphere_with_degenerate_spectrum():
+    # The sphere's eigenspaces have dimension 2l+1; k_eig=12 cuts the l=3 group
+    # (eigenvalues 9..15), where the solver's basis is arbitrary. HKS must not see it.
+    V, F = icosphere(3)
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    a = compute_operators(V, F, k_eig=12, n_hks=6)
+    b = compute_operators(V @ Q.T, F, k_eig=12, n_hks=6)
+    np.testing.assert_allclose(a.hks, b.hks, rtol=1e-6, atol=1e-9)

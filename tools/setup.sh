@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-APT_PACKAGES="libegl1 libgl1-mesa-dri libgomp1"
+# EGL + Mesa: headless rendering (viewer exports, tests); xvfb: the viewer window test.
+APT_PACKAGES="libegl1 libgl1-mesa-dri libgomp1 xvfb"
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     missing=""
