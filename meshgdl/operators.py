@@ -285,10 +285,14 @@ def compute_operators(
 
 def _without_last_multiplet(evals: np.ndarray, rtol: float = 1e-3) -> int:
     """Number of leading eigenpairs left after dropping the last group of eigenvalues
-    equal within ``rtol`` (it may continue beyond the computed ones). Keeps at least one."""
+    equal within ``rtol`` (it may continue beyond the computed ones). All are kept when
+    the cut would leave no positive eigenvalue (tiny meshes or tiny k)."""
     k = len(evals) - 1
     while k > 1 and abs(evals[k] - evals[k - 1]) <= rtol * max(abs(evals[k]), 1e-300):
         k -= 1
+    # HKS times are set from the positive spectrum: never cut it away entirely.
+    if not np.any(np.asarray(evals[:k]) > 1e-12 * max(abs(evals[-1]), 1e-300)):
+        return len(evals)
     return max(k, 1)
 
 

@@ -150,3 +150,10 @@ def test_hks_is_rotation_invariant_on_a_sphere_with_degenerate_spectrum():
     a = compute_operators(V, F, k_eig=12, n_hks=6)
     b = compute_operators(V @ Q.T, F, k_eig=12, n_hks=6)
     np.testing.assert_allclose(a.hks, b.hks, rtol=1e-6, atol=1e-9)
+
+
+def test_tiny_k_on_symmetric_mesh_keeps_a_positive_eigenvalue():
+    # k=4 on a sphere is {0, 2, 2, 2}: dropping the trailing multiplet would leave
+    # only the constant eigenfunction, from which no HKS time scale can be chosen.
+    ops = compute_operators(*icosphere(1), k_eig=4, n_hks=3)
+    assert np.isfinite(ops.hks).all() and ops.hks.shape == (42, 3)
