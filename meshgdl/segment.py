@@ -9,9 +9,9 @@ resolution on clean meshes. :func:`segment` bridges the two:
    the rest is centred on its area-weighted centroid and scaled to total area
    ``area`` (default 1), then brought to about ``n_target`` vertices -- quadric
    decimation (:func:`meshgdl.hierarchy.decimate`, which decimates in a canonical,
-   vertex-order independent order) when too fine, midpoint subdivision (exact
-   geometry) and then decimation when too coarse, untouched when already within
-   ``[0.6, 1.25] * n_target``;
+   vertex-order independent order) when too fine, Loop subdivision (midpoint
+   subdivision for non-manifold meshes) and then decimation when too coarse,
+   untouched when already within ``[0.6, 1.25] * n_target``;
 2. **predict**: the model's per-vertex class probabilities on the working mesh
    (:class:`Segmenter`; the model sees only intrinsic features -- HKS etc. -- through
    a gauge-equivariant network, so neither orientation nor vertex order matter);
@@ -150,6 +150,42 @@ def midpoint_subdivide(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.nda
     return Vn, Fn.astype(np.int64)
 
 
+def _is_closed_manifold_ish(F: np.ndarray) -> bool:
+    """Every edge used by one or two faces (what Loop subdivision's stencils assume)."""
+    e = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(e[:, 0] * (int(F.max()) + 1) + e[:, 1], return_counts=True)
+    return bool(counts.max(initial=0) <= 2)
+
+
+def _subdivide_to(V: np.ndarray, F: np.ndarray, n_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """Subdivide until at least ``n_min`` vertices (about x4 a round).
+
+    Loop subdivision where its stencils apply (edge-manifold meshes): a coarse mesh
+    stands for the smooth surface it samples, and decimating flat midpoint facets
+    afterwards would leave sliver triangles along the old edges. Midpoint
+    subdivision (exact geometry) for non-manifold meshes.
+    """
+    import trimesh
+
+    loop = _is_closed_manifold_ish(F)
+    rounds = 0
+    while len(V) < n_min and rounds < 8:
+        if loop:
+            try:
+                V2, F2 = trimesh.remesh.subdivide_loop(V, F, iterations=1)
+                V2, F2 = np.asarray(V2, np.float64), np.asarray(F2, np.int64)
+                if len(V2) > len(V) and np.all(np.isfinite(V2)):
+                    V, F = V2, F2
+                    rounds += 1
+                    continue
+            except (ValueError, IndexError):  # stencils that do not fit: fall back below
+                pass
+            loop = False
+        V, F = midpoint_subdivide(V, F)
+        rounds += 1
+    return V, F
+
+
 # ----------------------------------------------------------------------------- working mesh
 
 
@@ -227,11 +263,7 @@ def working_mesh(
     nk = len(Vk)
     method = "as-is"
     if nk < lo * n_target:
-        # Midpoint subdivision keeps every input point on the surface; about x4 vertices a round.
-        rounds = 0
-        while len(Vk) < lo * n_target and rounds < 8:
-            Vk, Fk = midpoint_subdivide(Vk, Fk)
-            rounds += 1
+        Vk, Fk = _subdivide_to(Vk, Fk, lo * n_target)
         method = "subdivided"
     if len(Vk) > hi * n_target:
         from meshgdl.hierarchy import decimate
@@ -628,11 +660,11 @@ def segment(
     """Segment a loaded mesh (any resolution, pose, scale, vertex order).
 
     ``stage(name)`` is called as each of ``"preprocess"``, ``"predict"``,
-    ``"transfer"`` begins. ``raw_faces()`` -> ``(T (t, 3) file-vertex indices,
-    origin (t,))`` gives the file's triangles before cleaning; it is called only if
-    cleaning dropped whole faces (to label them from their corners); without it
-    they take the label of their nearest kept face... none exists, so they get
-    the majority of nothing: -1.
+    ``"transfer"`` begins. ``raw_faces()`` -> ``(T (t, 3) int64 file-vertex indices,
+    origin (t,) int64 file face of each triangle)``: the file's triangles before
+    cleaning (e.g. from ``load_mesh(path, process=False)``). It is called only when
+    cleaning dropped whole faces (degenerate, repeated), which then get the
+    majority label of their corners; without it they are labelled -1.
     """
     say = stage or (lambda name: None)
     times: dict[str, float] = {}

@@ -65,6 +65,8 @@ def make_meshes(sizes: list[int], folder: Path) -> dict[int, Path]:
 
 def run_once(mesh: Path, out: Path, device: str, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    # Spinning OpenMP threads stall whenever the other core is busy (shared machine).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cmd = [sys.executable, "-c", _CHILD, "segment", str(mesh), "-o", str(out), "--format", "json",
            "--quiet", "--device", device]
     t0 = time.perf_counter()
