@@ -257,3 +257,22 @@ def test_cotan_laplacian_spectrum_scales_inversely_with_area():
     a, _ = eigenbasis(L, mass_matrix(V, F), 6)
     b, _ = eigenbasis(L, mass_matrix(2 * V, F), 6)
     np.testing.assert_allclose(b, a / 4, rtol=1e-10, atol=1e-14)
+
+
+def test_factorization_backends_and_indefinite_fallback():
+    from meshgdl.geometry.spectral import _SPDSolver
+
+    V, F = icosphere(3)
+    L, M = laplacian(V, F, method="cotan")
+    d = 1 / np.sqrt(M.diagonal())
+    A = sp.csr_matrix(sp.diags(d) @ L @ sp.diags(d))
+    rhs = np.random.default_rng(0).standard_normal((len(V), 3))
+    spd = (A + 0.1 * sp.eye(len(V))).tocsr()
+    solver = _SPDSolver(spd)
+    assert solver.backend == ("cholespy" if HAS_CHOLESPY else "superlu")
+    np.testing.assert_allclose(spd @ solver.solve(rhs), rhs, atol=1e-9)
+    # indefinite (shift inside the spectrum): Cholesky is refused, LU takes over
+    indef = (A - 7.0 * sp.eye(len(V))).tocsr()
+    solver = _SPDSolver(indef)
+    assert solver.backend == "superlu"
+    np.testing.assert_allclose(indef @ solver.solve(rhs), rhs, atol=1e-8)

@@ -89,17 +89,20 @@ class _SPDSolver:
                 S = sp.csr_matrix(S)
                 # CHOLMOD reads one triangle; pass the lower one explicitly.
                 Lo = sp.tril(S, format="csr")
-                self._chol = cholespy.CholeskySolverD(
-                    self.n,
-                    Lo.indptr.astype(np.int32),
-                    Lo.indices.astype(np.int32),
-                    np.ascontiguousarray(Lo.data, dtype=np.float64),
-                    cholespy.MatrixType.CSR,
-                )
-                self.backend = "cholespy"
-                if not self._verify(S):
-                    # not (numerically) positive definite: LU copes with that
-                    self.backend = None
+                try:
+                    self._chol = cholespy.CholeskySolverD(
+                        self.n,
+                        Lo.indptr.astype(np.int32),
+                        Lo.indices.astype(np.int32),
+                        np.ascontiguousarray(Lo.data, dtype=np.float64),
+                        cholespy.MatrixType.CSR,
+                    )
+                except (ValueError, RuntimeError):
+                    pass  # not positive definite: LU below copes with that
+                else:
+                    self.backend = "cholespy"
+                    if not self._verify(S):
+                        self.backend = None
         if self.backend is None:
             if backend == "cholespy":
                 raise np.linalg.LinAlgError("matrix is not positive definite for cholespy")
@@ -336,7 +339,8 @@ def eigenbasis(
         4 for k >= 24, else 2 (larger blocks amortise solves, smaller ones need a
         smaller Krylov space).
       max_dim: Krylov basis size before a thick restart (memory: ``8·n·max_dim`` bytes);
-        default ``max(4k + 4·block_size, 64)``.
+        default ``max(3k + 4·block_size, 64)`` (one thick restart typically; as fast
+        as an unrestarted basis in measurements, with a quarter less memory).
       seed: seed of the random start block (results are deterministic for a seed).
       factorization: ``"auto"`` (cholespy if installed, else SuperLU), ``"cholespy"``
         or ``"superlu"``.
@@ -397,7 +401,7 @@ def eigenbasis(
     kw = k - c
     b = int(min(block_size, max(1, (n - c) // 8)))
     if max_dim is None:
-        max_dim = max(4 * kw + 4 * b, 64)
+        max_dim = max(3 * kw + 4 * b, 64)
     max_dim = int(min(max(max_dim, kw + 3 * b), n - c - b))
     max_dim -= max_dim % b
     if max_dim < kw + 2 * b:

@@ -8,17 +8,20 @@ also sees C/Fortran allocations that tracemalloc misses) belongs to it alone:
 
 * ``reference``: DiffusionNet's preprocessing, ``robust_laplacian.mesh_laplacian(V, F)``
   then ``scipy.sparse.linalg.eigsh(L, k, M=M, sigma=1e-8)`` (ARPACK, SuperLU/COLAMD).
-* ``ours (L+eig)``: ``meshgdl.geometry.laplacian.laplacian(V, F)`` (auto method) and
-  ``meshgdl.geometry.spectral.eigenbasis(L, M, k)``.
-* ``ours (bundle)``: ``meshgdl.operators.compute_operators(V, F, k_eig=k)`` (mass,
+* ``ours``: ``meshgdl.geometry.laplacian.laplacian(V, F)`` (auto method) and
+  ``meshgdl.geometry.spectral.eigenbasis(L, M, k)``; ``ours-superlu`` (opt-in) forces
+  the SuperLU factorisation, i.e. what an install without ``cholespy`` gets.
+* ``bundle``: ``meshgdl.operators.compute_operators(V, F, k_eig=k)`` (mass,
   Laplacian, eigenbasis, HKS, gauges, log map, transport, gradient), if importable.
 
 Meshes: a "bumpy sphere" with the requested vertex count: jittered Fibonacci points on
 the sphere, triangulated by their convex hull (irregular valences and angles, some
 obtuse), then displaced radially by smooth bumps plus noise. Times are wall-clock
-seconds of the pipeline only (mesh generation and imports excluded); "peak MiB" is the
-subprocess's maximum resident set; "+MiB" is that peak minus the resident set just
-before the timed section. The eigenvalues of every pipeline are compared with the
+seconds of the pipeline only (mesh generation and imports excluded), best of
+``--repeats`` rounds; rounds interleave the pipelines and the speed-up is the median
+over rounds of (reference time / this time), which is robust to a shared machine's
+changing load. "peak MiB" is the subprocess's maximum resident set; "+MiB" is that peak
+minus the resident set just before the timed section. The eigenvalues of every pipeline are compared with the
 reference's (max relative difference over the non-zero ones).
 """
 
@@ -36,9 +39,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-PIPELINES = ("reference", "ours", "bundle")
+PIPELINES = ("reference", "ours", "ours-superlu", "bundle")
 LABELS = {"reference": "reference (robust_laplacian + eigsh)", "ours": "ours (laplacian + eigenbasis)",
-          "bundle": "ours (compute_operators bundle)"}
+          "ours-superlu": "ours, SuperLU instead of cholespy", "bundle": "ours (compute_operators bundle)"}
+DEFAULT_PIPELINES = ("reference", "ours", "bundle")
 
 
 def bumpy_sphere(n: int, seed: int = 0):
@@ -82,13 +86,15 @@ def worker(pipeline: str, n: int, k: int, seed: int, out: str) -> None:
         def run():
             L, M = robust_laplacian.mesh_laplacian(V, F)
             return sla.eigsh(L, k=k, M=M, sigma=1e-8)[0]
-    elif pipeline == "ours":
+    elif pipeline in ("ours", "ours-superlu"):
         from meshgdl.geometry.laplacian import laplacian
         from meshgdl.geometry.spectral import eigenbasis
 
+        fact = "superlu" if pipeline == "ours-superlu" else "auto"
+
         def run():
             L, M = laplacian(V, F)
-            return eigenbasis(L, M, k)[0]
+            return eigenbasis(L, M, k, factorization=fact)[0]
     else:
         try:
             from meshgdl.operators import compute_operators
@@ -147,7 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=128, help="number of eigenpairs")
     ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads per run")
     ap.add_argument("--repeats", type=int, default=1, help="runs per pipeline and size (best time kept)")
-    ap.add_argument("--pipelines", default=",".join(PIPELINES), help=f"subset of {PIPELINES}")
+    ap.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES), help=f"comma-separated subset of {PIPELINES}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     ap.add_argument("--worker", nargs=5, metavar=("PIPELINE", "N", "K", "SEED", "OUT"), help=argparse.SUPPRESS)
@@ -169,36 +175,39 @@ def main(argv=None) -> int:
           flush=True)
     rows = []
     for n in sizes:
-        results = {}
-        for p in pipelines:
-            best = None
-            for _ in range(args.repeats):
+        # Rounds interleave the pipelines (ref, ours, ..., ref, ours, ...) so that each
+        # round's runs see about the same background load; per pipeline the fastest run
+        # is kept, and the speed-up is the median over rounds of reference/this.
+        runs = {p: [] for p in pipelines}
+        for rnd in range(args.repeats):
+            for p in pipelines:
                 r = run_one(p, n, args.k, args.seed, args.threads, args.timeout)
-                if "time" in r and (best is None or r["time"] < best["time"]):
-                    best = r
-                elif best is None:
-                    best = r
-            results[p] = best
-            msg = f"{best['time']:.2f}s" if "time" in best else best.get("error", best.get("skipped"))
-            print(f"  n={n} {p}: {msg}", flush=True)
-        ref = results.get("reference")
+                runs[p].append(r)
+                msg = f"{r['time']:.2f}s" if "time" in r else r.get("error", r.get("skipped"))
+                print(f"  n={n} round {rnd + 1} {p}: {msg}", flush=True)
+        ref_runs = runs.get("reference", [])
         for p in pipelines:
-            r = results[p]
-            row = {"n": r.get("n", n), "pipeline": LABELS[p]}
-            if "time" in r:
-                row.update(time=r["time"], peak=r["peak_mib"], extra=r["peak_mib"] - r["base_mib"])
-                if ref and "time" in ref:
-                    row["speedup"] = ref["time"] / r["time"]
-                    a, b = np.asarray(ref["evals"]), np.asarray(r["evals"])
+            ok = [r for r in runs[p] if "time" in r]
+            row = {"n": n, "pipeline": LABELS[p]}
+            if ok:
+                r = min(ok, key=lambda x: x["time"])
+                row.update(n=r["n"], time=r["time"], peak=max(x["peak_mib"] for x in ok),
+                           extra=max(x["peak_mib"] - x["base_mib"] for x in ok))
+                ratios = [a["time"] / b["time"] for a, b in zip(ref_runs, runs[p]) if "time" in a and "time" in b]
+                if ratios:
+                    row["speedup"] = float(np.median(ratios))
+                    a = np.asarray(next(x for x in ref_runs if "time" in x)["evals"])
+                    b = np.asarray(r["evals"])
                     kk = min(len(a), len(b))
                     nz = a[:kk] > 1e-8 * a[:kk].max()
                     row["err"] = float(np.max(np.abs(a[:kk][nz] - b[:kk][nz]) / a[:kk][nz]))
             else:
-                row["note"] = r.get("error") or r.get("skipped")
+                bad = runs[p][0]
+                row["note"] = bad.get("error") or bad.get("skipped")
             rows.append(row)
 
     print()
-    print("| vertices | pipeline | time (s) | peak MiB | +MiB | reference / this | max rel. eigenvalue diff |")
+    print("| vertices | pipeline | best time (s) | peak MiB | +MiB | reference / this (median) | max rel. eigenvalue diff |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         if "time" not in r:
