@@ -361,6 +361,43 @@ def test_bad_mesh_in_dataset_is_a_dataset_error(seg_root, tmp_path):
         train(_cfg(root, tmp_path), tmp_path / "run", api=TinyAPI)
 
 
+def test_bad_meshes_can_be_skipped_and_are_reported(seg_root, tmp_path):
+    import shutil
+    import warnings
+
+    from meshgdl.data.datasets import DatasetWarning
+    from meshgdl.train.loop import train
+
+    root = tmp_path / "bad"
+    shutil.copytree(seg_root, root)
+    name = (root / "train.txt").read_text().split()[1]
+    (root / "meshes" / f"{name}.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = train(_cfg(root, tmp_path, epochs=1, skip_bad_meshes=True), tmp_path / "run", api=TinyAPI)
+    assert any(issubclass(x.category, DatasetWarning) and name in str(x.message) for x in w)
+    assert res["n_train"] == 5
+    info = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    assert name not in info["train"]["names"] and name in info["unusable"]["train"]
+
+
+def test_preprocessing_failure_names_the_mesh(seg_root, tmp_path):
+    from meshgdl.data.datasets import MeshFolder
+    from meshgdl.data.preprocess import preprocess
+    from meshgdl.errors import DatasetError
+
+    ds = MeshFolder(seg_root, "train")
+    with pytest.raises(DatasetError, match=rf"{ds.names[0]}: preprocessing failed \(RuntimeError: solver") as e:
+        preprocess(ds, failing_prepare, None, tmp_path / "c", progress=False)
+    assert isinstance(e.value.__cause__, RuntimeError)
+    r = preprocess(ds, failing_prepare, None, tmp_path / "c", progress=False, on_error="skip")
+    assert sorted(r["failed"]) == list(range(len(ds))) and r["vertices"] == [None] * len(ds)
+
+
+def failing_prepare(V, F, config, cache_dir=None):
+    raise RuntimeError("solver did not converge")
+
+
 def test_model_with_wrong_output_shape_is_reported(seg_root, tmp_path):
     from meshgdl.train.loop import train
 

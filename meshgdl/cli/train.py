@@ -78,6 +78,8 @@ def register(subparsers) -> None:
     p.add_argument("--augment-remesh", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="random decimation keeping MIN..MAX of the faces (slow: no operator cache)")
     p.add_argument("--max-meshes", type=int, help="use only the first N training meshes")
+    p.add_argument("--skip-bad-meshes", action="store_true", default=None,
+                   help="leave out (with a warning) training meshes that fail to load or preprocess")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop after N epochs of this invocation")
     p.add_argument("--data-root", help="folder holding named datasets (default $MESHGDL_DATA or ../shared/datasets)")
     p.add_argument("--cache-dir", help="preprocessing cache (default $MESHGDL_CACHE or ~/.cache/meshgdl)")
@@ -94,7 +96,8 @@ _FLAG_FIELDS = {
     "step_size": "step_size", "gamma": "gamma", "grad_clip": "grad_clip", "label_smoothing": "label_smoothing",
     "seed": "seed", "val_fraction": "val_fraction", "val_split": "val_split", "select_metric": "select_metric",
     "augment_rotate": "augment_rotate", "augment_scale": "augment_scale", "augment_jitter": "augment_jitter",
-    "augment_remesh": "augment_remesh", "max_meshes": "max_meshes", "stop_after": "stop_after",
+    "augment_remesh": "augment_remesh", "max_meshes": "max_meshes", "skip_bad_meshes": "skip_bad_meshes",
+    "stop_after": "stop_after",
     "data_root": "data_root", "cache_dir": "cache_dir", "workers": "workers", "device": "device",
     "in_memory": "in_memory",
 }

@@ -130,29 +130,44 @@ def _single_threaded_children():
 
 def preprocess(dataset, prepare: Callable | None, config: Any, cache_dir: str | os.PathLike,
                *, workers: int = 1, indices: list[int] | None = None, progress: bool = True,
-               desc: str | None = None) -> dict:
+               desc: str | None = None, on_error: str = "raise") -> dict:
     """Load every mesh of ``dataset`` and compute its model inputs once, into ``cache_dir``.
 
     prepare: ``prepare(V, F, config, cache_dir=...)`` (e.g. ``meshgdl.nn.models.prepare``;
     must be a module-level function so worker processes can import it), or None to
     cache only the parsed meshes. workers: processes (1 = in this process).
-    Returns ``{"n": ..., "seconds": ..., "vertices": [...]}``. A mesh that cannot be
-    loaded raises :class:`DatasetError` naming it.
+    on_error: ``"raise"`` -- a mesh that cannot be loaded or preprocessed raises
+    :class:`DatasetError` naming it (the original exception is its ``__cause__``);
+    ``"skip"`` -- it is left out and reported in ``failed``.
+    Returns ``{"n", "seconds", "vertices" (per processed index, None if failed),
+    "failed": {index: message}}``.
     """
     from tqdm.auto import tqdm
 
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     idx = list(range(len(dataset))) if indices is None else list(indices)
     t0 = time.perf_counter()
-    sizes = {}
+    sizes: dict[int, int | None] = {}
+    failed: dict[int, str] = {}
+
+    def settle(i, fn):
+        try:
+            sizes[i] = _guard(dataset, i, fn)[1]
+        except DatasetError as exc:
+            if on_error == "raise":
+                raise
+            sizes[i] = None
+            failed[i] = str(exc)
+
     bar = tqdm(total=len(idx), desc=desc or f"preprocess {dataset.name}/{dataset.split}", unit="mesh",
                disable=not progress, leave=False)
     try:
         if workers <= 1 or len(idx) <= 1:
             for i in idx:
-                _, n, _ = _guard(dataset, i, lambda: _work(dataset, i, prepare, config, str(cache_dir)))
-                sizes[i] = n
+                settle(i, lambda: _work(dataset, i, prepare, config, str(cache_dir)))
                 bar.update()
         else:
             import multiprocessing as mp
@@ -162,22 +177,26 @@ def preprocess(dataset, prepare: Callable | None, config: Any, cache_dir: str | 
             ) as ex:
                 futs = {ex.submit(_work, dataset, i, prepare, config, str(cache_dir)): i for i in idx}
                 for fut in as_completed(futs):
-                    i = futs[fut]
-                    _, n, _ = _guard(dataset, i, fut.result)
-                    sizes[i] = n
+                    settle(futs[fut], fut.result)
                     bar.update()
     finally:
         bar.close()
-    return {"n": len(idx), "seconds": time.perf_counter() - t0, "vertices": [sizes[i] for i in idx]}
+    return {"n": len(idx), "seconds": time.perf_counter() - t0, "vertices": [sizes[i] for i in idx],
+            "failed": failed}
 
 
 def _guard(dataset, i, fn):
+    name = dataset.records[i].name
     try:
         return fn()
     except (MeshError, DatasetError) as exc:
         msg = str(exc)
-        name = dataset.records[i].name
         raise DatasetError(msg if name in msg else f"{name}: {msg}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a solver failure etc.: name the mesh, keep the cause
+        msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise DatasetError(f"{name}: preprocessing failed ({type(exc).__name__}: {msg})") from exc
 
 
 # --------------------------------------------------------------------------- serving

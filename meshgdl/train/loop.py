@@ -35,6 +35,7 @@ import random
 import resource
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class TrainConfig:
     ``augment_scale``: ``[lo, hi]`` or None; ``augment_jitter``: noise in mean edge
     lengths; ``augment_remesh``: ``[min, max]`` kept face fraction or None (slow:
     recomputes operators). ``max_meshes`` trains on the first N meshes only.
+    ``skip_bad_meshes`` leaves out (with a warning, listed in ``RUN/dataset.json``)
+    training/validation meshes whose loading or preprocessing fails, instead of stopping.
     ``stop_after`` ends this invocation after that many epochs (resume later).
     """
 
@@ -92,6 +95,7 @@ class TrainConfig:
     augment_jitter: float = 0.0
     augment_remesh: list | None = None
     max_meshes: int | None = None
+    skip_bad_meshes: bool = False
     workers: int = 1
     cache_dir: str | None = None
     device: str | None = None
@@ -328,7 +332,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from meshgdl.data.datasets import get_dataset
+    from meshgdl.data.datasets import DatasetWarning, get_dataset
     from meshgdl.data.preprocess import PreparedDataset, default_cache_dir, preprocess
     from meshgdl.data.transforms import RandomRemesh, build_augmentation
 
@@ -357,17 +361,30 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
     # one process computes the caches; the others wait and then read them
+    unusable: dict[str, dict[int, str]] = {"train": {}, "val": {}}
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         for ds, idx, nm in ((train_ds, tr_idx, "train"), (val_ds, va_idx, "val")):
             if ds is not None and idx:
-                preprocess(ds, api.prepare, model_cfg, cache_dir, workers=int(cfg.workers), indices=idx,
-                           progress=show, desc=f"preprocess {nm}")
+                r = preprocess(ds, api.prepare, model_cfg, cache_dir, workers=int(cfg.workers), indices=idx,
+                               progress=show, desc=f"preprocess {nm}",
+                               on_error="skip" if cfg.skip_bad_meshes else "raise")
+                unusable[nm] = r["failed"]
+                for msg in r["failed"].values():
+                    warnings.warn(f"skipped {nm} mesh: {msg}", DatasetWarning, stacklevel=2)
+    unusable = dist_mod.broadcast_object(ctx, unusable)
+    tr_idx = [i for i in tr_idx if i not in unusable["train"]]
+    va_idx = [i for i in va_idx if i not in unusable["val"]]
+    if not tr_idx:
+        raise DatasetError(f"dataset {cfg.dataset}: no usable training mesh")
+    if ctx.is_main:
         info = {
             "train": {**train_ds.describe(), "names": [train_ds.records[i].name for i in tr_idx]},
             "val": None if val_ds is None else {
                 **val_ds.describe(), "names": [val_ds.records[i].name for i in va_idx]},
             "max_meshes": cfg.max_meshes,
+            "unusable": {nm: {(train_ds if nm == "train" else val_ds).records[i].name: m for i, m in d.items()}
+                         for nm, d in unusable.items()},
         }
         write_text_atomic(out / "dataset.json", json.dumps(info, indent=1))
         write_text_atomic(out / "config.json", json.dumps({"train": cfg.to_dict(), "model": model_cfg.to_dict()}, indent=1))
