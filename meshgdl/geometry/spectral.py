@@ -175,6 +175,7 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe
     nq = b
     next_check = min(max(int(2.5 * kw), kw + 2 * b), max_dim)
     restarts = 0
+    last_check = None
     theta_scale = 0.0
     while True:
         j0 = nq - b
@@ -227,15 +228,23 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe
             return sla.eigvalsh(0.5 * (Hm + Hm.T))[-kw:], None
         if m < next_check and m + b <= max_dim:
             continue
-        next_check = m + max(b, m // 10)
         Hm = H[:m, :m]
         Hm = 0.5 * (Hm + Hm.T)
         keep = min(p, m)
         th, Y = sla.eigh(Hm, subset_by_index=[m - keep, m - 1], driver="evr")
         res = np.linalg.norm(H[m:m + b, :m] @ Y, axis=0)
-        if np.all(res[-kw:] <= tol * np.abs(th[-kw:])):
+        worst = float(np.max(res[-kw:] / np.maximum(tol * np.abs(th[-kw:]), np.finfo(float).tiny)))
+        if worst <= 1.0:
             X = Q[:, :m] @ Y[:, -kw:]
             return th[-kw:], X
+        # Each check costs an O(m^3) eigensolve: extrapolate the (geometric) residual
+        # decay since the previous check to jump close to the converged size.
+        step = max(b, m // 10)
+        if last_check is not None and worst < last_check[1]:
+            rate = (np.log(last_check[1]) - np.log(worst)) / (m - last_check[0])
+            step = int(np.clip(np.ceil(np.log(worst) / rate / b) * b, b, max(b, m // 4)))
+        last_check = (m, worst)
+        next_check = m + step
         if m + b > max_dim:
             restarts += 1
             if restarts > max_restarts:
@@ -243,16 +252,18 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe
                     f"eigenbasis: block Krylov did not converge after {max_restarts} restarts "
                     f"({int(np.sum(res[-kw:] <= tol * np.abs(th[-kw:])))}/{kw} pairs converged)"
                 )
-            X = Q[:, :m] @ Y
             coupling = H[m:m + b, :m] @ Y
-            nxt = Q[:, m:m + b].copy()
+            # Ritz vectors in place, a row chunk at a time (no n x keep temporary);
+            # columns keep..m are only read, and keep + b < m.
+            for r0 in range(0, n, 8192):
+                Q[r0:r0 + 8192, :keep] = Q[r0:r0 + 8192, :m] @ Y
+            Q[:, keep:keep + b] = Q[:, m:m + b]
             H[:] = 0.0
-            Q[:, :keep] = X
-            Q[:, keep:keep + b] = nxt
             H[:keep, :keep] = np.diag(th)
             H[keep:keep + b, :keep] = coupling
             nq = keep + b
             next_check = nq  # check again after one new block
+            last_check = None
 
 
 def _complete_multiplets(A, solver, theta, X, Z, *, b, rng, max_restarts, max_rounds=10):
