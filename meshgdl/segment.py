@@ -150,8 +150,34 @@ def midpoint_subdivide(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.nda
     return Vn, Fn.astype(np.int64)
 
 
-def _is_closed_manifold_ish(F: np.ndarray) -> bool:
-    """Every edge used by one or two faces (what Loop subdivision's stencils assume)."""
+def split_nonmanifold_edges(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Make a mesh edge-manifold by giving every face beyond the first two on an edge
+    its own copies of that edge's endpoints (the face stays where it is, attached
+    through its third vertex). V: (n, 3), F: (m, 3) -> (n + copies, 3), (m, 3)."""
+    m = len(F)
+    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
+    fid = np.tile(np.arange(m), 3)
+    key = np.minimum(e[:, 0], e[:, 1]) * (int(F.max()) + 1) + np.maximum(e[:, 0], e[:, 1])
+    order = np.lexsort((fid, key))
+    ks = key[order]
+    start = np.r_[0, np.flatnonzero(ks[1:] != ks[:-1]) + 1]
+    rank = np.arange(len(ks)) - np.repeat(start, np.diff(np.r_[start, len(ks)]))
+    extra = order[rank >= 2]  # corner-edges of faces beyond the first two on their edge
+    if len(extra) == 0:
+        return V, F
+    F = F.copy()
+    V_new = [V]
+    n = len(V)
+    for c in extra:
+        f, k = fid[c], c // m  # edge k of face f: corners (k, k+1)
+        for j in (k, (k + 1) % 3):
+            V_new.append(V[F[f, j]][None])
+            F[f, j] = n
+            n += 1
+    return np.concatenate(V_new), F
+
+
+def _is_edge_manifold(F: np.ndarray) -> bool:
     e = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
     _, counts = np.unique(e[:, 0] * (int(F.max()) + 1) + e[:, 1], return_counts=True)
     return bool(counts.max(initial=0) <= 2)
@@ -160,14 +186,16 @@ def _is_closed_manifold_ish(F: np.ndarray) -> bool:
 def _subdivide_to(V: np.ndarray, F: np.ndarray, n_min: float) -> tuple[np.ndarray, np.ndarray]:
     """Subdivide until at least ``n_min`` vertices (about x4 a round).
 
-    Loop subdivision where its stencils apply (edge-manifold meshes): a coarse mesh
-    stands for the smooth surface it samples, and decimating flat midpoint facets
-    afterwards would leave sliver triangles along the old edges. Midpoint
-    subdivision (exact geometry) for non-manifold meshes.
+    Loop subdivision: a coarse mesh stands for the smooth surface it samples, and
+    decimating flat midpoint facets afterwards leaves sliver triangles along the old
+    edges. Non-manifold edges are split first (Loop's stencils need at most two
+    faces per edge); midpoint subdivision only if Loop still fails.
     """
     import trimesh
 
-    loop = _is_closed_manifold_ish(F)
+    if not _is_edge_manifold(F):
+        V, F = split_nonmanifold_edges(V, F)
+    loop = True
     rounds = 0
     while len(V) < n_min and rounds < 8:
         if loop:
@@ -184,6 +212,32 @@ def _subdivide_to(V: np.ndarray, F: np.ndarray, n_min: float) -> tuple[np.ndarra
         V, F = midpoint_subdivide(V, F)
         rounds += 1
     return V, F
+
+
+def relax_slivers(V: np.ndarray, F: np.ndarray, rel_area: float = 1e-3, iterations: int = 10) -> np.ndarray:
+    """Move the vertices of sliver triangles (area below ``rel_area`` times the mean)
+    half-way to their neighbours' centroid within their tangent plane, until none
+    is left or ``iterations`` rounds are done. Returns new V (n, 3); F unchanged.
+
+    Decimation of meshes with flat regions or creases can leave zero-area
+    triangles whose cotangent weights and eigenvectors are meaningless.
+    """
+    V = np.array(V, dtype=np.float64)
+    n = len(V)
+    A = vertex_adjacency(F, n)
+    deg = np.maximum(np.asarray(A.sum(1)).ravel(), 1.0)
+    for _ in range(int(iterations)):
+        fa = face_areas(V, F)
+        bad = fa < rel_area * max(float(fa.mean()), 1e-300)
+        if not bad.any():
+            break
+        move = np.zeros(n, dtype=bool)
+        move[F[bad].ravel()] = True
+        d = (A @ V) / deg[:, None] - V
+        nrm = vertex_normals(V, F)
+        d -= np.einsum("ij,ij->i", d, nrm)[:, None] * nrm
+        V[move] += 0.5 * d[move]
+    return V
 
 
 # ----------------------------------------------------------------------------- working mesh
@@ -213,6 +267,34 @@ class WorkingMesh:
         return (np.asarray(X, dtype=np.float64) - self.center) * self.scale
 
 
+def _check_area(V: np.ndarray, F: np.ndarray, name: str = "the mesh") -> np.ndarray:
+    fa = face_areas(V, F)
+    total = float(fa.sum())
+    diag = float(np.linalg.norm(V.max(0) - V.min(0))) if len(V) else 0.0
+    if not (math.isfinite(total) and total > 1e-14 * max(diag, 1e-300) ** 2):
+        raise MeshError(f"{name} has no surface area (all faces are degenerate)")
+    return fa
+
+
+def check_segmentable(mesh: Mesh) -> None:
+    """Raise MeshError (one line, naming the file) if ``mesh`` cannot be segmented:
+    every face degenerate. Cheap; run before any work is shown."""
+    _check_area(mesh.V, mesh.F, mesh.path or "the mesh")
+
+
+def _large_components(F: np.ndarray, n: int, fa: np.ndarray, share: float) -> tuple[np.ndarray, int, int]:
+    """``(kept (n,) bool, n_components, n_dropped)``: vertices of the face-connected
+    components holding at least ``share`` of the area ``fa`` (m,) (the largest is
+    always kept); vertices used by no face are not kept and not counted."""
+    n_comp, comp = vertex_components(F, n)
+    comp_area = np.bincount(comp[F[:, 0]], weights=fa, minlength=n_comp)
+    used = np.zeros(n_comp, dtype=bool)
+    used[comp[F[:, 0]]] = True
+    keep_comp = used & (comp_area >= share * float(fa.sum()))
+    keep_comp[int(np.argmax(np.where(used, comp_area, -1.0)))] = True
+    return keep_comp[comp], int(used.sum()), int((used & ~keep_comp).sum())
+
+
 def working_mesh(
     V: np.ndarray,
     F: np.ndarray,
@@ -235,22 +317,12 @@ def working_mesh(
     n = len(V)
     if n_target < 16:
         raise ValueError(f"n_target must be at least 16, got {n_target}")
-    fa = face_areas(V, F)
-    total = float(fa.sum())
-    diag = float(np.linalg.norm(V.max(0) - V.min(0))) if n else 0.0
-    if not total > 1e-14 * max(diag, 1e-300) ** 2 or not math.isfinite(total):
-        raise MeshError("the mesh has no surface area (all faces are degenerate)")
-    n_comp, comp = vertex_components(F, n)
-    comp_area = np.bincount(comp[F[:, 0]], weights=fa, minlength=n_comp)
-    keep_comp = comp_area >= min_component_share * total
-    keep_comp[int(np.argmax(comp_area))] = True
-    kept = keep_comp[comp]
-    fkeep = kept[F[:, 0]]
-    n_real = int((comp_area > 0).sum())
-    n_dropped = int(((comp_area > 0) & ~keep_comp).sum())
+    fa = _check_area(V, F)
+    kept, n_real, n_dropped = _large_components(F, n, fa, min_component_share)
     idx = np.flatnonzero(kept)
     remap = np.full(n, -1, dtype=np.int64)
     remap[idx] = np.arange(len(idx))
+    fkeep = kept[F[:, 0]]
     Vk, Fk = V[idx], remap[F[fkeep]]
     fk = fa[fkeep]
     a_k = float(fk.sum())
@@ -269,9 +341,16 @@ def working_mesh(
         from meshgdl.hierarchy import decimate
 
         Vk, Fk, _ = decimate(Vk, Fk, int(n_target), parent="nearest")
+        Vk = relax_slivers(Vk, Fk)
         method = "decimated" if method == "as-is" else "subdivided+decimated"
     # Decimation can leave repeated or degenerate-by-index triangles: clean like a file.
     clean = Mesh.from_arrays(Vk, Fk, name="working mesh")
+    # ... and split off tiny pieces (a fin, a collapsed tube): a small component adds
+    # its own high eigenvalues to the spectrum and shifts every spectrum-relative HKS time.
+    keep_w, _, _ = _large_components(clean.F, clean.n_vertices, face_areas(clean.V, clean.F),
+                                     min_component_share)
+    if not keep_w.all():
+        clean = Mesh.from_arrays(clean.V, clean.F[keep_w[clean.F[:, 0]]], name="working mesh")
     if clean.n_vertices < 4:
         raise MeshError(f"the working mesh has only {clean.n_vertices} vertices")
     return WorkingMesh(V=clean.V, F=clean.F, center=center, scale=scale, kept=kept, method=method,
@@ -760,6 +839,7 @@ __all__ = [
     "Segmentation",
     "WorkingMesh",
     "load_segmenter",
+    "check_segmentable",
     "segment",
     "working_mesh",
     "project_to_surface",
@@ -770,6 +850,8 @@ __all__ = [
     "face_majority",
     "label_colors",
     "midpoint_subdivide",
+    "split_nonmanifold_edges",
+    "relax_slivers",
     "write_segmentation",
     "output_paths",
     "default_output",

@@ -34,6 +34,7 @@ from meshgdl.segment import (
     nearest_surface_labels,
     project_to_surface,
     smooth_labels,
+    split_nonmanifold_edges,
     working_mesh,
 )
 from meshes import icosphere
@@ -196,14 +197,19 @@ def test_coarse_meshes_give_clean_working_meshes():
     wm = working_mesh(V, F, 2000)
     assert wm.method == "subdivided+decimated"
     assert validate(wm.V, wm.F).n_degenerate_faces == 0
-    # a non-manifold fin: Loop's stencils do not apply, midpoint subdivision does
+    # a non-manifold fin: its edge is split first (Loop's stencils need <= 2 faces per edge)
     Vs, Fs = icosphere(1)
     Vn = np.vstack([Vs, [[0.0, 0.0, 2.0]]])
     e = Fs[0, :2]
     Fn = np.vstack([Fs, [[e[0], e[1], len(Vs)]]])
+    V2, F2 = split_nonmanifold_edges(Vn, Fn)
+    assert len(F2) == len(Fn) and len(V2) == len(Vn) + 2
+    np.testing.assert_array_equal(F2[: len(Fs)], Fs)  # the first two faces on the edge keep it
+    assert Mesh.from_arrays(V2, F2, merge_vertices=False).report().n_nonmanifold_edges == 0
+    np.testing.assert_allclose(face_areas(V2, F2).sum(), face_areas(Vn, Fn).sum(), rtol=1e-12)
     wm = working_mesh(Vn, Fn, 150)
     assert wm.method == "subdivided" and len(wm.V) >= 90
-    np.testing.assert_allclose(face_areas(wm.V, wm.F).sum(), 1.0, rtol=1e-9)  # midpoints stay on the surface
+    assert validate(wm.V, wm.F).n_degenerate_faces == 0
 
 
 def test_working_mesh_sets_small_components_aside():
@@ -410,6 +416,11 @@ def test_unsupported_and_empty_files(tmp_path, capsys):
     assert_one_line_error(rc, err, "empty")
     rc, _, err = run(["segment", SAMPLES / "figure.ply", "-o", tmp_path / "x.obj", "--quiet"], capsys)
     assert_one_line_error(rc, err, ".ply")
+    # every face degenerate (collinear corners); without --quiet: still only the error line
+    (tmp_path / "flat.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nv 3 0 0\nf 1 2 3\nf 2 3 4\n")
+    rc, _, err = run(["segment", tmp_path / "flat.obj"], capsys)
+    assert_one_line_error(rc, err, "no surface area")
+    assert not (tmp_path / "flat.segmented.ply").exists()
 
 
 def test_bad_checkpoints_leave_existing_outputs_untouched(tmp_path, capsys):
@@ -430,7 +441,7 @@ def test_bad_checkpoints_leave_existing_outputs_untouched(tmp_path, capsys):
     pickle_like.write_bytes(b"\x80\x04\x95 pickle bytes")
     for ck, frag in ((foreign, "not a meshgdl checkpoint"), (corrupt, "corrupt"), (pickle_like, ""),
                      (tmp_path / "none.safetensors", "not found")):
-        rc, _, err = run(["segment", src, "-o", out, "--model", ck, "--quiet"], capsys)
+        rc, _, err = run(["segment", src, "-o", out, "--model", ck], capsys)
         assert_one_line_error(rc, err, frag)
     for p, data in old.items():
         assert p.read_bytes() == data

@@ -14,7 +14,8 @@ Steps (each skipped when its output exists, so an interrupted run continues)::
 
 1. ``data``: figures of ``--train-bodies`` proportion seeds (train) and
    ``--test-bodies`` unseen seeds (held out), posed by :func:`random_pose`, meshed at
-   a random source resolution (coarse ~700 to fine ~7.4k vertices), randomly rotated,
+   a random source resolution (coarse ~700 to fine ~7.4k vertices), a quarter of them
+   re-triangulated by ``fast_simplification`` (30-90 % of the faces), randomly rotated,
    scaled and moved, then passed through **the same** :func:`meshgdl.segment.working_mesh`
    that ``meshgdl segment`` uses (normalisation, decimation / subdivision to about
    ``--working-vertices``, varied by +-15 % so the model sees several resolutions).
@@ -105,6 +106,17 @@ def _random_rigid(V, rng):
     return (V @ R.T) * s + rng.uniform(-10.0, 10.0, 3)
 
 
+def _foreign_remesh(V, F, lab, keep):
+    import fast_simplification
+
+    from meshgdl.io import Mesh
+    from meshgdl.segment import nearest_surface_labels
+
+    V2, F2 = fast_simplification.simplify(V, F, target_reduction=1.0 - keep)
+    m = Mesh.from_arrays(np.asarray(V2, np.float64), np.asarray(F2, np.int64))
+    return m.V, m.F, nearest_surface_labels(m.V, V, F, lab)
+
+
 def make_data(work: Path, a) -> dict:
     """Write ``WORK/data`` (working meshes) and ``WORK/heldout`` (source meshes)."""
     from meshgdl.data.datasets import write_mesh_folder
@@ -131,6 +143,10 @@ def make_data(work: Path, a) -> dict:
             amount = float(rng.uniform(0.4, 1.2))
             V, F, lab = capsule_figure(random_pose(rng, amount), resolution=res, seed=body)
             V = _random_rigid(V, rng)
+            if rng.uniform() < a.foreign_remesh:
+                # another triangulation, as a user's tool would make it (file order, no
+                # canonical ordering; may leave small defects such as non-manifold edges)
+                V, F, lab = _foreign_remesh(V, F, lab, float(rng.uniform(0.3, 0.9)))
             n_target = int(round(a.working_vertices * rng.uniform(0.85, 1.15)))
             wm = working_mesh(V, F, n_target)
             y = nearest_surface_labels(wm.V, wm.normalize(V), F, lab)
@@ -148,7 +164,8 @@ def make_data(work: Path, a) -> dict:
                       class_names=list(PART_NAMES))
     wv = np.asarray(stats["working_vertices"])
     info = {"n_train": len(train_names), "n_test": len(test_names), "train_bodies": train_bodies,
-            "test_bodies": test_bodies, "source_resolutions": list(SOURCE_RESOLUTIONS),
+            "test_bodies": test_bodies, "foreign_remesh": a.foreign_remesh,
+            "source_resolutions": list(SOURCE_RESOLUTIONS),
             "source_probabilities": list(SOURCE_PROBS), "methods": stats["methods"],
             "working_vertices": {"min": int(wv.min()), "mean": float(wv.mean()), "max": int(wv.max())},
             "seed": a.seed, "seconds": time.perf_counter() - t0}
@@ -219,7 +236,8 @@ def export(work: Path, a) -> Path:
 def _recipe_args(a) -> list[str]:
     return [f"--seed {a.seed}", f"--n-train {a.n_train}", f"--n-test {a.n_test}",
             f"--train-bodies {a.train_bodies}", f"--test-bodies {a.test_bodies}",
-            f"--working-vertices {a.working_vertices}", f"--epochs {a.epochs}"]
+            f"--working-vertices {a.working_vertices}", f"--epochs {a.epochs}",
+            f"--foreign-remesh {a.foreign_remesh}"]
 
 
 def _scores(pred, true, n_cls):
@@ -318,6 +336,8 @@ def main(argv=None) -> int:
     p.add_argument("--test-bodies", type=int, default=4)
     p.add_argument("--working-vertices", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=TRAIN["epochs"])
+    p.add_argument("--foreign-remesh", type=float, default=0.25,
+                   help="share of figures first decimated to 30-90 %% of their faces by fast_simplification")
     p.add_argument("--n-agreement", type=int, default=10, help="held-out figures also checked rotated/remeshed")
     p.add_argument("--export", default=str(ROOT / "meshgdl" / "pretrained" / "figure_parts.safetensors"))
     a = p.parse_args(argv)

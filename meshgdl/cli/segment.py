@@ -51,28 +51,33 @@ def register(subparsers) -> None:
 
 
 class _Stages:
-    """A tqdm bar over the pipeline stages (stderr), or nothing when quiet."""
+    """A tqdm bar over the pipeline stages (stderr), or nothing when quiet.
+
+    The bar appears only once loading succeeded, so a bad input or checkpoint
+    prints its one error line and nothing else.
+    """
 
     def __init__(self, quiet: bool):
-        from meshgdl.segment import STAGES
-
+        self.quiet = quiet
         self.bar = None
-        self.t0 = time.perf_counter()
         self.times: dict[str, float] = {}
         self.current: str | None = None
-        self.t_stage = self.t0
-        if not quiet:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=len(STAGES), file=sys.stderr, leave=False, dynamic_ncols=True,
-                            bar_format="meshgdl segment: {desc:<10} |{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
+        self.t_stage = time.perf_counter()
 
     def __call__(self, name: str) -> None:
+        from meshgdl.segment import STAGES
+
         now = time.perf_counter()
         if self.current is not None:
             self.times[self.current] = now - self.t_stage
-            if self.bar is not None:
-                self.bar.update(1)
+        if self.bar is None and not self.quiet and name != "load" and name in STAGES:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(STAGES), initial=STAGES.index(name), file=sys.stderr, leave=False,
+                            dynamic_ncols=True,
+                            bar_format="meshgdl segment: {desc:<10} |{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
+        elif self.bar is not None:
+            self.bar.update(1)
         self.current, self.t_stage = name, now
         if self.bar is not None:
             self.bar.set_description_str(name)
@@ -86,7 +91,14 @@ class _Stages:
 
 def run(args) -> int:
     from meshgdl.io import load_mesh
-    from meshgdl.segment import default_output, load_segmenter, output_paths, segment, write_segmentation
+    from meshgdl.segment import (
+        check_segmentable,
+        default_output,
+        load_segmenter,
+        output_paths,
+        segment,
+        write_segmentation,
+    )
 
     mesh_path = Path(args.mesh)
     out = output_path(args.output, (".ply",)) if args.output else default_output(mesh_path)
@@ -104,6 +116,7 @@ def run(args) -> int:
     try:
         stages("load")
         mesh = load_mesh(mesh_path)
+        check_segmentable(mesh)
         seg_model = load_segmenter(args.model, device=args.device, working_vertices=args.working_vertices)
 
         def raw_faces():
