@@ -237,7 +237,7 @@ def compute_operators(
     n_hks: HKS time samples. laplacian: ``"auto" | "cotan" | "robust"``.
     """
     from meshgdl.geometry.laplacian import laplacian as build_laplacian
-    from meshgdl.geometry.spectral import eigenbasis, hks
+    from meshgdl.geometry.spectral import eigenbasis
 
     V = np.ascontiguousarray(V, dtype=np.float64)
     F = np.ascontiguousarray(F, dtype=np.int64)
@@ -253,10 +253,7 @@ def compute_operators(
     mass = np.asarray(M.diagonal(), dtype=np.float64)
     k = int(min(k_eig, max(len(V) - 1, 1)))
     evals, evecs = eigenbasis(L, M, k)
-    # A truncated basis that ends inside a (near-)degenerate eigenspace depends on the
-    # solver's arbitrary basis of it, and so would HKS: leave out the trailing group.
-    k_hks = _without_last_multiplet(evals)
-    hks_feat = hks(evals[:k_hks], evecs[:, :k_hks], n_times=n_hks)
+    hks_feat = operator_hks(evals, evecs, n_hks)
     normals = vertex_normals(V, F)
     g = compute_gauges(V, F, normals=normals)
     gx, gy = tangent_gradient(g)
@@ -281,6 +278,17 @@ def compute_operators(
     if path is not None:
         save_operators(path, ops)
     return ops
+
+
+def operator_hks(evals: np.ndarray, evecs: np.ndarray, n_hks: int) -> np.ndarray:
+    """The bundle's HKS (n, n_hks): default spectrum-relative times, computed from the
+    eigenpairs minus a trailing multiplet. A truncated basis that ends inside a
+    (near-)degenerate eigenspace depends on the solver's arbitrary basis of it, and
+    so would HKS. Anything that recomputes ``Operators.hks`` must use this."""
+    from meshgdl.geometry.spectral import hks
+
+    k = _without_last_multiplet(evals)
+    return hks(evals[:k], evecs[:, :k], n_times=n_hks)
 
 
 def _without_last_multiplet(evals: np.ndarray, rtol: float = 1e-3) -> int:

@@ -166,8 +166,8 @@ def _scale_rows(G, sv):
 
 
 def _recompute_hks(ops, evals, evecs):
-    """HKS of each mesh from its (transformed) eigenpairs, with the geometry layer's function."""
-    from meshgdl.geometry.spectral import hks
+    """HKS of each mesh from its (transformed) eigenpairs, exactly as the bundle computes it."""
+    from meshgdl.operators import operator_hks
 
     n_t = int(ops.hks.shape[1])
     ptr = getattr(ops, "ptr", None)
@@ -175,11 +175,11 @@ def _recompute_hks(ops, evals, evecs):
     ev_np = evals.detach().cpu().numpy() if torch_in else np.asarray(evals)
     vec_np = evecs.detach().cpu().numpy() if torch_in else np.asarray(evecs)
     if ptr is None:
-        out = hks(ev_np.reshape(-1), vec_np, n_times=n_t)
+        out = operator_hks(ev_np.reshape(-1), vec_np, n_t)
     else:
         p = ptr.tolist() if torch_in else list(ptr)
         ev_np = ev_np.reshape(len(p) - 1, -1)
-        out = np.concatenate([hks(ev_np[b], vec_np[p[b]:p[b + 1]], n_times=n_t) for b in range(len(p) - 1)])
+        out = np.concatenate([operator_hks(ev_np[b], vec_np[p[b] : p[b + 1]], n_t) for b in range(len(p) - 1)])
     if torch_in:
         import torch
 
