@@ -276,3 +276,24 @@ def test_factorization_backends_and_indefinite_fallback():
     solver = _SPDSolver(indef)
     assert solver.backend == "superlu"
     np.testing.assert_allclose(indef @ solver.solve(rhs), rhs, atol=1e-8)
+
+
+def test_stalled_block_solver_falls_back_to_arpack(caplog, monkeypatch):
+    # A block solver that gives up (as it did on a real RNA surface) must not take the
+    # whole pipeline down: the answer comes from ARPACK, with a warning.
+    import logging
+
+    import meshgdl.geometry.spectral as spectral
+
+    def stall(*args, **kwargs):
+        raise RuntimeError("eigenbasis: block Krylov did not converge after 30 restarts")
+
+    monkeypatch.setattr(spectral, "_block_krylov", stall)
+    V, F = icosphere(4)
+    L, M = laplacian(V, F)
+    with caplog.at_level(logging.WARNING, logger="meshgdl.geometry.spectral"):
+        evals, evecs = eigenbasis(L, M, 16)
+    assert "falling back to ARPACK" in caplog.text
+    ref = np.sort(spla.eigsh(L, k=16, M=M, sigma=-1e-8)[0])
+    np.testing.assert_allclose(evals, ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(evecs.T @ (M @ evecs), np.eye(16), atol=1e-8)
