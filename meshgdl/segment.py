@@ -488,20 +488,23 @@ def project_to_surface(
         ic = ic.reshape(m, kc)
         cand = np.concatenate([table[iv].reshape(m, -1), ic], axis=1)
         c = cand.shape[1]
-        valid = cand >= 0
-        cf = np.where(valid, cand, 0).ravel()
-        rows = np.repeat(np.arange(m), c)
+        # Only real candidates are computed: the vertex-face table is padded to the
+        # largest valence, about twice the average.
+        flat = np.flatnonzero(cand.ravel() >= 0)
+        cf = cand.ravel()[flat]
+        rows = flat // c
         b, d2 = closest_point_barycentric(p[rows], V[F[cf, 0]], V[F[cf, 1]], V[F[cf, 2]])
-        d = np.sqrt(d2).reshape(m, c)
-        score = np.where(valid, d, np.inf)
+        d = np.sqrt(d2)
+        score = np.full(m * c, np.inf)
+        score[flat] = d
         if normals is not None:
-            facing = np.einsum("ij,ij->i", fn[cf], normals[s:s + chunk][rows]).reshape(m, c)
-            score = score + np.where(facing < -0.25, facing_penalty, 0.0)
-        j = np.argmin(score, axis=1)
-        pick = np.arange(m) * c + j
-        face[s:s + m] = cf[pick]
-        bary[s:s + m] = b[pick]
-        dist[s:s + m] = d.ravel()[pick]
+            facing = np.einsum("ij,ij->i", fn[cf], normals[s:s + chunk][rows])
+            score[flat] += np.where(facing < -0.25, facing_penalty, 0.0)
+        pick = np.arange(m) * c + np.argmin(score.reshape(m, c), axis=1)
+        where = np.searchsorted(flat, pick)  # position of each pick among the computed pairs
+        face[s:s + m] = cf[where]
+        bary[s:s + m] = b[where]
+        dist[s:s + m] = d[where]
     return face, bary, dist
 
 
@@ -745,6 +748,26 @@ def segment(
     cleaning dropped whole faces (degenerate, repeated), which then get the
     majority label of their corners; without it they are labelled -1.
     """
+    with _single_threaded_blas():
+        return _segment(mesh, segmenter, smooth_iterations, stage, raw_faces)
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """One BLAS thread for the geometry: every matrix here is small (eigen-solves on a
+    few thousand vertices), and OpenBLAS's thread hand-offs made the eigen-solves ~10x
+    slower with 2 threads on a busy 2-core machine. Torch's own threads are untouched.
+    Uses threadpoolctl when it is installed (else a no-op)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces) -> Segmentation:
     say = stage or (lambda name: None)
     times: dict[str, float] = {}
     n_cls = segmenter.n_classes
