@@ -74,7 +74,7 @@ class _Stages:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=len(STAGES), initial=STAGES.index(name), file=sys.stderr, leave=False,
-                            dynamic_ncols=True,
+                            dynamic_ncols=True, desc=name,
                             bar_format="meshgdl segment: {desc:<10} |{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
         elif self.bar is not None:
             self.bar.update(1)
