@@ -159,7 +159,7 @@ def _scale_rows(G, sv):
         idx, val = G.indices(), G.values()
         import torch
 
-        return torch.sparse_coo_tensor(idx, val / sv[idx[0]], G.shape).coalesce()
+        return torch.sparse_coo_tensor(idx, val / sv[idx[0]], G.shape, check_invariants=False).coalesce()
     import scipy.sparse as sp
 
     return sp.diags(1.0 / np.asarray(sv)) @ G
