@@ -942,23 +942,10 @@ def validate(V, F, name: str = "mesh") -> MeshReport:
     n_components = int(len(sizes))
 
     # non-manifold vertices: the faces around a vertex must form one fan connected
-    # through edges that contain the vertex. Link corners (f, k) at vertex v when
-    # their faces share an edge (v, w).
-    corner = np.arange(3 * m)
-    cv = F.ravel()
-    nxt = np.roll(F, -1, axis=1).ravel()
-    prv = np.roll(F, 1, axis=1).ravel()
-    keys = np.concatenate([cv * n + nxt, cv * n + prv])
-    cs = np.concatenate([corner, corner])
-    order = np.argsort(keys, kind="stable")
-    ks, cs_sorted = keys[order], cs[order]
-    same = ks[1:] == ks[:-1]
-    a, b = cs_sorted[:-1][same], cs_sorted[1:][same]
-    cg = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(3 * m, 3 * m))
-    _, clab = connected_components(cg, directed=False)
-    pairs = np.sort(cv * np.int64(3 * m) + clab)
-    pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
-    fans = np.bincount(pairs // (3 * m), minlength=n)
+    # through edges that contain the vertex (imported here: keeps `meshgdl info` light).
+    from meshgdl.geometry.laplacian import vertex_fan_counts
+
+    fans = vertex_fan_counts(F, n)
     n_nm_vertices = int((fans > 1).sum())
 
     # geometry

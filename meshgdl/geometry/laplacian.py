@@ -100,22 +100,35 @@ def is_vertex_manifold(F) -> bool:
         return True
     if not is_edge_manifold(F):
         return False
+    return bool(np.all(vertex_fan_counts(F, int(F.max()) + 1) <= 1))
+
+
+def vertex_fan_counts(F: np.ndarray, n: int) -> np.ndarray:
+    """(n,) int64: number of fans at each vertex -- groups of incident faces connected
+    through edges that contain the vertex. 0 for unreferenced vertices, 1 for a
+    manifold (disk or half-disk) vertex, > 1 where several fans touch (bow-tie).
+
+    F: (m, 3) int64 without faces that repeat a vertex.
+    """
+    F = np.asarray(F, dtype=np.int64)
     m = len(F)
+    if m == 0:
+        return np.zeros(n, dtype=np.int64)
     corner = np.arange(3 * m).reshape(m, 3)  # corner id of (face f, local k)
     # each corner (f, k) at vertex v = F[f, k] has two spokes: to F[f, k+1] and F[f, k+2]
     v = np.repeat(F.ravel(), 2)
     other = np.stack([np.roll(F, -1, axis=1), np.roll(F, -2, axis=1)], axis=2).ravel()
     cid = np.repeat(corner.ravel(), 2)
     # link corners that share the same directed spoke key (v, other)
-    key = v * (F.max() + 1) + other
+    key = v * np.int64(max(n, int(F.max()) + 1)) + other
     order = np.argsort(key, kind="stable")
     ks, cs = key[order], cid[order]
     same = ks[1:] == ks[:-1]
     a, b = cs[:-1][same], cs[1:][same]
     G = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(3 * m, 3 * m))
     _, labels = connected_components(G, directed=False)
-    fans = np.unique(F.ravel() * (3 * m) + labels[corner.ravel()])
-    return bool(len(fans) == len(np.unique(F)))
+    fans = np.unique(F.ravel() * np.int64(3 * m) + labels[corner.ravel()])
+    return np.bincount(fans // (3 * m), minlength=n).astype(np.int64)
 
 
 def degenerate_faces(V, F, eps: float = DEGENERATE_EPS) -> np.ndarray:
