@@ -243,6 +243,18 @@ def load_mesh(
     return _build_mesh(V, idx, lens, name, name, merge_vertices, process, warnings)
 
 
+
+def _check_polygon_indices(name: str, idx: np.ndarray, lens: np.ndarray, n: int) -> None:
+    """0-based flat polygon indices ``idx`` (polygon sizes ``lens``) must lie in [0, n)."""
+    bad = (idx < 0) | (idx >= n)
+    if bad.any():
+        k = int(np.argmax(bad))
+        fj = int(np.searchsorted(np.cumsum(lens), k, side="right"))
+        raise MeshError(
+            f"{name}: face {fj} references vertex {int(idx[k])}, "
+            f"but the file has {n} vertices (indices 0..{n - 1})"
+        )
+
 def _check_finite(V: np.ndarray, name: str) -> None:
     bad = ~np.isfinite(V)
     if bad.any():
@@ -470,14 +482,7 @@ def _read_off(p: Path, name: str, max_vertices: int, warnings: list[str]):
         idx = np.array(idx_list, dtype=np.int64)
     except ValueError:
         raise MeshError(f"{name}: unparsable face line in OFF file") from None
-    bad = (idx < 0) | (idx >= nv)
-    if bad.any():
-        k = int(np.argmax(bad))
-        fj = int(np.searchsorted(np.cumsum(lens), k, side="right"))
-        raise MeshError(
-            f"{name}: face {fj} references vertex {int(idx[k])}, "
-            f"but the file has {nv} vertices (indices 0..{nv - 1})"
-        )
+    _check_polygon_indices(name, idx, lens, nv)
     return V, idx, lens
 
 
@@ -734,15 +739,7 @@ def _read_ply_mesh(p: Path, name: str, max_vertices: int, warnings: list[str]):
     if not isinstance(flat, np.ndarray) or not np.issubdtype(flat.dtype, np.integer):
         raise MeshError(f"{name}: PLY face indices must be an integer list property")
     idx = flat.astype(np.int64)
-    n = len(V)
-    bad = (idx < 0) | (idx >= n)
-    if bad.any():
-        k = int(np.argmax(bad))
-        fj = int(np.searchsorted(np.cumsum(lens), k, side="right"))
-        raise MeshError(
-            f"{name}: face {fj} references vertex {int(idx[k])}, "
-            f"but the file has {n} vertices (indices 0..{n - 1})"
-        )
+    _check_polygon_indices(name, idx, lens, len(V))
     return V, idx, lens
 
 
