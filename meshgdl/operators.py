@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -159,6 +159,52 @@ class TorchOperators:
                 v = v.to(device) if device is not None else v
             out[f.name] = v
         return TorchOperators(**out)
+
+
+def unit_area(ops: TorchOperators) -> TorchOperators:
+    """The same meshes, each uniformly scaled to total area 1.
+
+    DiffusionNet-style networks see raw operator values (HKS ~ 1/area, eigenvalues ~
+    1/area, gradients ~ 1/length) and learn diffusion times in length^2, so a mesh
+    in Angstrom or millimetres would otherwise look nothing like one in metres. With
+    scale factor ``s = 1/sqrt(area)`` per mesh: ``pos, r -> s pos, s r``;
+    ``mass -> s^2 mass``; ``evals -> evals / s^2``; ``evecs -> evecs / s`` (still
+    M-orthonormal); ``hks -> hks / s^2`` (its times are relative to the spectrum, so
+    the exponentials are unchanged); ``grad -> grad / s``. Angles, normals, frames
+    and the cotan ``L`` are scale-free and shared. Differentiable; works on batches.
+    """
+    import torch
+
+    B = int(ops.num_graphs)
+    area = ops.mass.new_zeros(B).index_add(0, ops.batch, ops.mass)
+    s = area.clamp_min(torch.finfo(area.dtype).tiny).rsqrt()  # (B,)
+    sv = s[ops.batch]  # (N,)
+    evals = ops.evals / (s**2)[:, None] if ops.evals.ndim == 2 else ops.evals / s[0] ** 2
+
+    def grad(G):
+        if not G.is_sparse:
+            return G / sv[:, None]
+        G = G.coalesce()
+        idx = G.indices()
+        return torch.sparse_coo_tensor(idx, G.values() / sv[idx[0]], G.shape, check_invariants=False).coalesce()
+
+    extra = {}
+    if getattr(ops, "wks", None) is not None:  # same phi^2 scaling as the HKS
+        extra["wks"] = ops.wks / sv[:, None] ** 2
+    out = replace(
+        ops,
+        pos=ops.pos * sv[:, None],
+        mass=ops.mass * sv**2,
+        evals=evals,
+        evecs=ops.evecs / sv[:, None],
+        hks=ops.hks / sv[:, None] ** 2,
+        r=ops.r * sv[ops.edge_index[1]],
+        grad_x=grad(ops.grad_x),
+        grad_y=grad(ops.grad_y),
+    )
+    for k, v in extra.items():
+        setattr(out, k, v)
+    return out
 
 
 def collate(items: Sequence[Operators | TorchOperators], dtype=None, device=None) -> TorchOperators:

@@ -110,6 +110,19 @@ def test_invariant_to_rigid_motion_permutation_and_gauges(case, mesh):
     torch.testing.assert_close(out_g, out, atol=1e-9, rtol=0)
 
 
+def test_diffusion_model_does_not_depend_on_the_mesh_units(mesh):
+    """Meshes in Angstrom or metres give the same logits (each is scaled to unit area)."""
+    V, F = mesh
+    cfg, model = make("diffusion-seg")
+    cfg.in_features = ["hks", "xyz", "mean_curvature", "gauss_curvature", "hks_grad", "shape_operator"]
+    torch.manual_seed(0)
+    model = build_model(cfg).double().eval()
+    outs = [run(model, [prepare(V * scale, F, cfg)]) for scale in (1.0, 1e-3, 250.0)]
+    assert outs[0].abs().max() > 1e-3
+    for o in outs[1:]:
+        torch.testing.assert_close(o, outs[0], atol=1e-6, rtol=1e-6)
+
+
 def test_regular_nonlinearity_gauge_error_falls_with_samples(mesh):
     """The paper's regular non-linearity is equivariant only up to aliasing."""
     V, F = mesh

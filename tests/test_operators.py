@@ -19,6 +19,7 @@ from meshgdl.operators import (
     load_operators,
     operator_key,
     save_operators,
+    unit_area,
 )
 
 
@@ -129,6 +130,30 @@ def test_collate_offsets_and_block_diagonal_operators():
     assert batch.evals.shape == (2, 6) and batch.evecs.shape == (na + nb, 6)
     with pytest.raises(ValueError, match="share the eigenbasis"):
         collate([a, compute_operators(*torus(10, 6), k_eig=4, n_hks=3)])
+
+
+def test_unit_area_equals_operators_of_the_rescaled_meshes():
+    """Scaling the operators of a batch == computing them on meshes scaled to area 1."""
+    meshes = [icosphere(2, radius=7.5), torus(12, 8, R=0.02, r=0.007)]
+    raw = collate([compute_operators(V, F, k_eig=8, n_hks=4) for V, F in meshes], dtype=torch.float64)
+    ref_ops = []
+    for V, F in meshes:
+        area = compute_operators(V, F, k_eig=2, n_hks=1).mass.sum()
+        ref_ops.append(compute_operators(V / np.sqrt(area), F, k_eig=8, n_hks=4))
+    ref = collate(ref_ops, dtype=torch.float64)
+    got = unit_area(raw)
+    torch.testing.assert_close(got.mass.sum().item(), 2.0)
+    for name in ("pos", "mass", "evals", "hks", "r", "theta", "transport"):
+        torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-7, atol=1e-9, msg=name)
+    for name in ("grad_x", "grad_y", "L"):
+        torch.testing.assert_close(getattr(got, name).to_dense(), getattr(ref, name).to_dense(), rtol=1e-7, atol=1e-7)
+    # eigenvectors only up to sign (and rotation inside multiplets): compare projectors, M-orthonormality
+    for b in range(2):
+        s, e = raw.ptr[b].item(), raw.ptr[b + 1].item()
+        phi = got.evecs[s:e]
+        gram = phi.T @ (got.mass[s:e, None] * phi)
+        torch.testing.assert_close(gram, torch.eye(8, dtype=torch.float64), atol=1e-8, rtol=0)
+    assert raw.mass.sum().item() != pytest.approx(2.0)  # the input is left alone
 
 
 def test_operators_dataclass_fields_are_all_cached(tmp_path):

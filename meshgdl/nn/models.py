@@ -33,8 +33,10 @@ area-weighted mean over the mesh -> MLP (classification). With invariant inputs 
 output is invariant to the choice of gauges, rigid motions and vertex order.
 
 ``kind="diffusion"``: DiffusionNet (Sharp et al. 2022) on the invariant summary of
-the input features, ``n_layers`` blocks of ``width`` channels; for classification
-the per-vertex logits are averaged (area-weighted), as in the paper.
+the input features, ``n_layers`` blocks of ``width`` channels, every mesh scaled to
+unit area first (:func:`meshgdl.operators.unit_area`, so learned diffusion times
+mean the same in any units); for classification the per-vertex logits are
+averaged (area-weighted), as in the paper.
 
 Kernel radii: when ``radial > 0`` the edge lengths are divided by each mesh level's
 mean edge length, so ``radial_cutoff`` is in mean edge lengths and the model does not
@@ -59,7 +61,7 @@ from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.nonlinearities import GatedNonlinearity, NormNonlinearity, RegularNonlinearity
 from meshgdl.nn.norm import EquivariantBatchNorm, EquivariantInstanceNorm
 from meshgdl.nn.pooling import GaugePool, GaugeUnpool, global_pool, invariant_features
-from meshgdl.operators import Operators, TorchOperators, compute_operators
+from meshgdl.operators import Operators, TorchOperators, compute_operators, unit_area
 
 KIND_CHOICES = ("gem", "diffusion")
 TASK_CHOICES = ("segmentation", "classification")
@@ -559,11 +561,14 @@ class DiffusionNetModel(nn.Module):
     def _run(self, batch: Batch):
         if not isinstance(batch, Batch):
             raise TypeError(f"model input must be a Batch from collate_samples, got {type(batch).__name__}")
-        x, ir = input_features(batch.ops, self.config.in_features)
+        # Like the reference implementation's mesh normalisation: the diffusion
+        # times and the first layer's weights then mean the same on every mesh.
+        ops = unit_area(batch.ops)
+        x, ir = input_features(ops, self.config.in_features)
         if ir != self.in_irreps:
             raise ValueError(f"input features have type {ir}, the model expects {self.in_irreps} "
                              f"(samples prepared with another n_hks?)")
-        return self.net(invariant_features(x, ir), batch.ops, return_hidden=True)
+        return self.net(invariant_features(x, ir), ops, return_hidden=True)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         out, _ = self._run(batch)
