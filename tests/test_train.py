@@ -477,6 +477,10 @@ def test_cli_config_and_flags(tmp_path):
     assert cfg.epochs == 7 and cfg.lr == 0.01 and cfg.model == {"kind": "diffusion", "width": 32}
     assert cfg.augment_rotate is None
     assert isinstance(args, argparse.Namespace)
+    assert cfg.deterministic is None  # decided by whether a seed is given
+    args = build_parser().parse_args(["train", "--dataset", "rna", "--out", "x", "--seed", "3", "--nondeterministic"])
+    cfg = build_config(args)
+    assert cfg.seed == 3 and cfg.deterministic is False
 
 
 # --------------------------------------------------------------------------- real models (when present)

@@ -69,6 +69,8 @@ def register(subparsers) -> None:
     p.add_argument("--grad-clip", type=float, help="clip the gradient norm (0: off)")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--seed", type=int, help="seed; also turns on deterministic mode")
+    p.add_argument("--nondeterministic", dest="deterministic", action="store_false", default=None,
+                   help="keep --seed but allow torch's faster non-deterministic kernels (e.g. CUDA index_add)")
     p.add_argument("--val-fraction", type=float, help="share of train meshes held out for validation")
     p.add_argument("--val-split", help="validate on this split instead (e.g. test)")
     p.add_argument("--select-metric", choices=["accuracy", "mean_iou", "loss"], help="picks best.safetensors")
@@ -94,7 +96,7 @@ _FLAG_FIELDS = {
     "dataset": "dataset", "epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay",
     "batch_size": "batch_size", "scheduler": "scheduler", "warmup_epochs": "warmup_epochs",
     "step_size": "step_size", "gamma": "gamma", "grad_clip": "grad_clip", "label_smoothing": "label_smoothing",
-    "seed": "seed", "val_fraction": "val_fraction", "val_split": "val_split", "select_metric": "select_metric",
+    "seed": "seed", "deterministic": "deterministic", "val_fraction": "val_fraction", "val_split": "val_split", "select_metric": "select_metric",
     "augment_rotate": "augment_rotate", "augment_scale": "augment_scale", "augment_jitter": "augment_jitter",
     "augment_remesh": "augment_remesh", "max_meshes": "max_meshes", "skip_bad_meshes": "skip_bad_meshes",
     "stop_after": "stop_after",
