@@ -49,6 +49,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
 
 #: Problems with at most this many vertices are solved with dense LAPACK.
 DENSE_MAX_N = 1200
@@ -439,8 +440,13 @@ def eigenbasis(
     solver = _SPDSolver((A + s * sp.eye(n, format="csr")).tocsr(), backend=factorization)
     rng = np.random.default_rng(seed)
     try:
-        theta, X = _block_krylov(A, solver, kw, Z, b=b, tol=tol, max_dim=max_dim, rng=rng, max_restarts=max_restarts)
-        theta, X = _complete_multiplets(A, solver, theta, X, Z, b=b, rng=rng, max_restarts=max_restarts)
+        # The dense work here is n x (a few blocks of 8): too small to split across
+        # BLAS threads. One thread measured 3.4x faster at 15k vertices, 1.4x at 41k,
+        # 1.15x at 100k (2-core machine, k = 128; docs/benchmarks.md).
+        with threadpool_limits(limits=1, user_api="blas"):
+            theta, X = _block_krylov(A, solver, kw, Z, b=b, tol=tol, max_dim=max_dim, rng=rng,
+                                     max_restarts=max_restarts)
+            theta, X = _complete_multiplets(A, solver, theta, X, Z, b=b, rng=rng, max_restarts=max_restarts)
     except RuntimeError as exc:
         # Badly conditioned meshes (tiny components, slivers) can stall the block
         # solver; ARPACK's shift-invert is slower but converges there.
