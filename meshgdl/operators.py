@@ -184,13 +184,12 @@ def unit_area(ops: TorchOperators) -> TorchOperators:
     def grad(G):
         if not G.is_sparse:
             return G / sv[:, None]
-        G = G.coalesce()
+        G = G.coalesce()  # a no-op for the bundle's matrices
         idx = G.indices()
-        return torch.sparse_coo_tensor(idx, G.values() / sv[idx[0]], G.shape, check_invariants=False).coalesce()
+        # Same sparsity pattern: no re-sort (this runs on every DiffusionNet forward).
+        return torch.sparse_coo_tensor(idx, G.values() / sv[idx[0]], G.shape, check_invariants=False,
+                                       is_coalesced=True)
 
-    extra = {}
-    if getattr(ops, "wks", None) is not None:  # same phi^2 scaling as the HKS
-        extra["wks"] = ops.wks / sv[:, None] ** 2
     out = replace(
         ops,
         pos=ops.pos * sv[:, None],
@@ -202,8 +201,8 @@ def unit_area(ops: TorchOperators) -> TorchOperators:
         grad_x=grad(ops.grad_x),
         grad_y=grad(ops.grad_y),
     )
-    for k, v in extra.items():
-        setattr(out, k, v)
+    if getattr(ops, "wks", None) is not None:  # same phi^2 scaling as the HKS
+        out.wks = ops.wks / sv[:, None] ** 2
     return out
 
 
