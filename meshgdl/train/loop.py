@@ -260,6 +260,11 @@ def run_epoch_eval(model, prepared, api, task: str, n_classes: int, ctx, *, batc
             cm += confusion_matrix_torch(logits.argmax(1), target, n_classes)
             bar.update(len(chunk))
     bar.close()
+    return _reduced_metrics(ctx, task, cm, loss_sum, count)
+
+
+def _reduced_metrics(ctx, task: str, cm, loss_sum, count) -> dict:
+    """Task metrics of the confusion matrix and mean loss, summed over all processes."""
     cm = dist_mod.all_reduce_sum(ctx, cm)
     loss_sum = dist_mod.all_reduce_sum(ctx, loss_sum)
     count = dist_mod.all_reduce_sum(ctx, count)
@@ -471,11 +476,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
         bar.close()
         train_time = time.perf_counter() - t0
         scheduler.step()
-        cm = dist_mod.all_reduce_sum(ctx, cm)
-        loss_sum = dist_mod.all_reduce_sum(ctx, loss_sum)
-        n_loss = dist_mod.all_reduce_sum(ctx, n_loss)
-        train_m = task_metrics(task, cm.cpu().numpy())
-        train_m["loss"] = float(loss_sum / n_loss) if float(n_loss) > 0 else math.nan
+        train_m = _reduced_metrics(ctx, task, cm, loss_sum, n_loss)
         n_steps_meshes = len(order) * ctx.world_size
         row = {"epoch": epoch + 1, "lr": lr_now, "train": _compact(train_m),
                "train_seconds": train_time, "meshes_per_second": n_steps_meshes / max(train_time, 1e-9),
