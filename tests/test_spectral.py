@@ -197,6 +197,32 @@ def test_bad_mass_rejected():
         eigenbasis(L, m[:-1], 4)
 
 
+def test_block_solver_blas_threads(monkeypatch):
+    """The block solver runs with the requested BLAS threads; the answer does not depend on it."""
+    from threadpoolctl import threadpool_info
+
+    import meshgdl.geometry.spectral as spectral
+
+    V, F = icosphere(4)  # 2562 vertices: above DENSE_MAX_N, so the block solver runs
+    L, M = laplacian(V, F)
+    seen = []
+    real = spectral._block_krylov
+
+    def spy(*a, **kw):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(spectral, "_block_krylov", spy)
+    ev1, _ = eigenbasis(L, M, 30)
+    assert seen and seen[0] == 1
+    ev2, _ = eigenbasis(L, M, 30, blas_threads=2)
+    assert seen[-1] == min(2, max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+    np.testing.assert_allclose(ev2, ev1, rtol=1e-10, atol=1e-12)
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="blas_threads"):
+            eigenbasis(L, M, 30, blas_threads=bad)
+
+
 # ------------------------------------------------------------------------ signatures
 def test_hks_default_times_and_heat_trace_identity(sphere_basis):
     _, _, _, M, evals, evecs = sphere_basis

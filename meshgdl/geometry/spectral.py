@@ -344,6 +344,7 @@ def eigenbasis(
     seed: int = 0,
     factorization: str = "auto",
     max_restarts: int = 30,
+    blas_threads: int | None = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest eigenpairs of ``L φ = λ M φ``.
 
@@ -367,6 +368,10 @@ def eigenbasis(
       seed: seed of the random start block (results are deterministic for a seed).
       factorization: ``"auto"`` (cholespy if installed, else SuperLU), ``"cholespy"``
         or ``"superlu"``.
+      blas_threads: BLAS threads for the block solver (default 1: its dense blocks
+        are n x 8, too small to share; on 2 cores, 2 threads were 1.6-3.4x slower at
+        15k vertices and 1.2x slower at 100k, ``tools/bench/eigen.py``); None leaves the
+        process setting.
 
     Returns:
       ``evals: (k,) float64`` ascending, with round-off negatives clipped to 0, and
@@ -390,6 +395,8 @@ def eigenbasis(
         block_size = 8 if k >= 96 else 4 if k >= 24 else 2
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if blas_threads is not None and (not isinstance(blas_threads, (int, np.integer)) or blas_threads < 1):
+        raise ValueError(f"blas_threads must be None or an integer >= 1, got {blas_threads!r}")
     L = sp.csr_matrix(L, dtype=np.float64)
     n = L.shape[0]
     if L.shape != (n, n) or n == 0:
@@ -440,10 +447,7 @@ def eigenbasis(
     solver = _SPDSolver((A + s * sp.eye(n, format="csr")).tocsr(), backend=factorization)
     rng = np.random.default_rng(seed)
     try:
-        # The dense work here is n x (a few blocks of 8): too small to split across
-        # BLAS threads. One thread measured 3.4x faster at 15k vertices, 1.4x at 41k,
-        # 1.15x at 100k (2-core machine, k = 128; docs/benchmarks.md).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=blas_threads, user_api="blas"):
             theta, X = _block_krylov(A, solver, kw, Z, b=b, tol=tol, max_dim=max_dim, rng=rng,
                                      max_restarts=max_restarts)
             theta, X = _complete_multiplets(A, solver, theta, X, Z, b=b, rng=rng, max_restarts=max_restarts)
