@@ -1,4 +1,4 @@
-"""``meshgdl segment`` and :mod:`meshgdl.segment`: geometry helpers against exact
+"""``meshgdl segment`` and :mod:`meshgdl.segmentation`: geometry helpers against exact
 answers, the shipped model on sample and held-out procedural figures (accuracy,
 agreement under rotation / remeshing / vertex permutation), file-order outputs,
 atomic writes and one-line errors.
@@ -26,7 +26,7 @@ import trimesh
 from meshgdl.cli import main
 from meshgdl.geometry.normals import face_areas, face_normals
 from meshgdl.io import Mesh, load_mesh, load_vertex_scalars, save_mesh
-from meshgdl.segment import (
+from meshgdl.segmentation import (
     DEFAULT_MODEL,
     closest_point_barycentric,
     face_majority,
@@ -261,7 +261,7 @@ needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="shipped mo
 
 @pytest.fixture(scope="module")
 def segmenter():
-    from meshgdl.segment import load_segmenter
+    from meshgdl.segmentation import load_segmenter
 
     return load_segmenter(None, device="cpu")
 
@@ -316,7 +316,7 @@ def test_sample_figure_against_ground_truth(tmp_path, capsys):
 def test_heldout_figure_rotated_and_remeshed(segmenter, heldout_figure):
     import fast_simplification
 
-    from meshgdl.segment import segment
+    from meshgdl.segmentation import segment
 
     V, F, truth = heldout_figure
     base = segment(Mesh.from_arrays(V, F), segmenter)

@@ -65,7 +65,7 @@ class _Stages:
         self.t_stage = time.perf_counter()
 
     def __call__(self, name: str) -> None:
-        from meshgdl.segment import STAGES
+        from meshgdl.segmentation import STAGES
 
         now = time.perf_counter()
         if self.current is not None:
@@ -91,7 +91,7 @@ class _Stages:
 
 def run(args) -> int:
     from meshgdl.io import load_mesh
-    from meshgdl.segment import (
+    from meshgdl.segmentation import (
         check_segmentable,
         default_output,
         load_segmenter,
