@@ -36,7 +36,6 @@ All geometry is numpy/scipy; only :class:`Segmenter` touches torch.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -48,13 +47,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from meshgdl.errors import CheckpointError, MeshError
+from meshgdl.errors import MeshError
 from meshgdl.geometry.normals import face_areas, face_normals, vertex_areas, vertex_normals
 from meshgdl.io import Mesh
 
-#: The shipped model (see ``meshgdl/pretrained/figure_parts.json`` for what it was trained on).
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-DEFAULT_MODEL = PRETRAINED_DIR / "figure_parts.safetensors"
 #: Working resolution used when a checkpoint does not say (no sidecar JSON).
 DEFAULT_WORKING_VERTICES = 2500
 #: Stages reported to a progress callback, in order.
@@ -637,59 +633,26 @@ def resolve_device(device: str | None) -> str:
     return d
 
 
-def read_sidecar(path: Path) -> dict:
-    """The JSON next to a checkpoint (``X.safetensors`` -> ``X.json``), or ``{}``."""
-    js = path.with_suffix(".json")
-    if not js.is_file():
-        return {}
-    try:
-        info = json.loads(js.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{js}: unreadable model description ({' '.join(str(exc).split())[:120]})") from None
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{js}: model description must be a JSON object")
-    return info
-
-
 def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "cpu",
                    working_vertices: int | None = None) -> Segmenter:
-    """Load a segmentation checkpoint (default: the shipped model) for :func:`segment`.
+    """Load a segmentation model for :func:`segment`.
 
-    ``path``: a checkpoint written by ``meshgdl train`` (file or run directory) or
-    by ``tools/train_pretrained.py``. Loaded only through
-    :func:`meshgdl.train.checkpoint.load_checkpoint` (safetensors, no pickle).
-    Raises CheckpointError for anything that is not an intact meshgdl
-    segmentation checkpoint.
+    ``path``: a shipped model name (:func:`meshgdl.pretrained.names`), a checkpoint
+    written by ``meshgdl train`` (file or run directory) or ``None`` for the default
+    shipped segmentation model. Loaded through :func:`meshgdl.pretrained.load_model`
+    (safetensors, no pickle). Raises CheckpointError for anything that is not an
+    intact meshgdl segmentation checkpoint.
     """
-    from meshgdl.nn.models import ModelConfig, build_model
-    from meshgdl.train.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
+    from meshgdl.pretrained import load_model
 
-    if path is None:
-        path = DEFAULT_MODEL
-        if not Path(path).is_file():
-            raise CheckpointError(f"{path}: the shipped model is missing from this installation; pass --model")
-    p = resolve_checkpoint(path)
-    ck = load_checkpoint(p)
-    try:
-        config = ModelConfig.from_dict(dict(ck.model_config))
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{p}: model config is not usable ({exc})") from None
-    if config.task != "segmentation":
-        raise CheckpointError(f"{p}: a {config.task} model, not a segmentation model")
-    info = read_sidecar(p)
-    names = info.get("class_names") or ck.extra.get("class_names") or []
-    names = [str(c) for c in names]
-    if len(names) != config.n_classes:
-        names = [str(i) for i in range(config.n_classes)]
     dev = resolve_device(device)
-    model = build_model(config)
-    load_model_weights(model, ck)
-    model = model.float().to(dev).eval()
+    lm = load_model(path, task="segmentation", device=dev)
+    info = lm.info
     nw = int(working_vertices or info.get("working_vertices") or DEFAULT_WORKING_VERTICES)
     if nw < 16:
         raise MeshError(f"working resolution must be at least 16 vertices, got {nw}")
-    return Segmenter(model=model, config=config, class_names=names, working_vertices=nw,
-                     area=float(info.get("area", 1.0)), path=str(p), device=dev, info=info)
+    return Segmenter(model=lm.model, config=lm.config, class_names=lm.class_names, working_vertices=nw,
+                     area=float(info.get("area", 1.0)), path=lm.path, device=dev, info=info)
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -856,7 +819,6 @@ def _lines(a: np.ndarray) -> str:
 
 
 __all__ = [
-    "DEFAULT_MODEL",
     "STAGES",
     "Segmenter",
     "Segmentation",

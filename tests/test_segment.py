@@ -26,8 +26,8 @@ import trimesh
 from meshgdl.cli import main
 from meshgdl.geometry.normals import face_areas, face_normals
 from meshgdl.io import Mesh, load_mesh, load_vertex_scalars, save_mesh
+from meshgdl.pretrained import PRETRAINED_DIR
 from meshgdl.segmentation import (
-    DEFAULT_MODEL,
     closest_point_barycentric,
     face_majority,
     label_colors,
@@ -256,14 +256,15 @@ def test_face_majority_and_colors():
 
 # ----------------------------------------------------------------------------- the shipped model
 
-needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="shipped model not built yet")
+FIGURE_MODEL = PRETRAINED_DIR / "figure_parts.safetensors"
+needs_model = pytest.mark.skipif(not FIGURE_MODEL.is_file(), reason="shipped model not built yet")
 
 
 @pytest.fixture(scope="module")
 def segmenter():
     from meshgdl.segmentation import load_segmenter
 
-    return load_segmenter(None, device="cpu")
+    return load_segmenter("figure_parts", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -281,13 +282,13 @@ def _accuracy(a, b):
 
 @needs_model
 def test_shipped_model_describes_itself():
-    info = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    info = json.loads(FIGURE_MODEL.with_suffix(".json").read_text())
     assert "capsule figure" in info["trained_on"] and "not real human scans" in info["trained_on"]
     assert info["class_names"][0] == "head" and len(info["class_names"]) == 10
-    assert DEFAULT_MODEL.stat().st_size < 5 * 2**20
+    assert FIGURE_MODEL.stat().st_size < 5 * 2**20
     from meshgdl.train.checkpoint import load_checkpoint
 
-    ck = load_checkpoint(DEFAULT_MODEL)
+    ck = load_checkpoint(FIGURE_MODEL)
     assert ck.model_config == info["model_config"]
     # intrinsic inputs only: nothing that sees the orientation in space
     assert set(ck.model_config["in_features"]) <= {"hks", "hks_grad", "gauss_curvature", "constant"}
@@ -296,7 +297,8 @@ def test_shipped_model_describes_itself():
 @needs_model
 def test_sample_figure_against_ground_truth(tmp_path, capsys):
     out = tmp_path / "fig.ply"
-    rc, stdout, err = run(["segment", SAMPLES / "figure.ply", "-o", out, "--device", "cpu"], capsys)
+    rc, stdout, err = run(["segment", SAMPLES / "figure.ply", "-o", out, "--model", "figure_parts", "--device", "cpu"],
+                          capsys)
     assert rc == 0, err
     truth = read_labels(SAMPLES / "figure.vertex_labels.txt")
     pred = read_labels(tmp_path / "fig.vertex_labels.txt")

@@ -39,7 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", metavar="OUT.ply",
                    help="coloured output mesh (default: <MESH stem>.segmented.ply next to MESH); "
                    "the label files are written beside it")
-    p.add_argument("--model", metavar="CKPT", help="checkpoint file or run directory (default: the shipped model)")
+    p.add_argument("--model", metavar="NAME|CKPT|RUN_DIR",
+                   help="shipped model name (see 'meshgdl models'), checkpoint file or run directory "
+                   "(default: the shipped human_parts model, else figure_parts)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--working-vertices", type=int, metavar="N",
                    help="working resolution in vertices (default: the model's, else 2500)")
