@@ -20,6 +20,7 @@ from meshgdl.data.datasets import (
     write_mesh_folder,
 )
 from meshgdl.errors import DatasetError
+from meshgdl.io import save_mesh
 from meshes import grid, icosphere
 
 RNA = Path("/work/shared/datasets/rna_surface_segmentation")
@@ -340,3 +341,34 @@ def test_default_data_root_relative_to_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "work")
     assert default_data_root() == (tmp_path / "shared" / "datasets").resolve()
     assert os.path.isdir(default_data_root())
+
+
+def test_split_dir_replaces_lists_and_split_folders(tmp_path):
+    """--split-dir: external train/val/test lists override the dataset's own lists
+    (segmentation) and its train/ test/ folders (classification)."""
+    seg = tmp_path / "seg"
+    write_mesh_folder(seg, [(f"m{i}", *icosphere(1), np.zeros(42, np.int64)) for i in range(4)],
+                      splits={"train": ["m0", "m1", "m2"], "test": ["m3"]})
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("m0\nm2.ply\n")
+    (lists / "val.txt").write_text("# held out by subject\nm1\n")
+    assert MeshFolder(seg, "train").names == ["m0", "m1", "m2"]
+    assert MeshFolder(seg, "train", split_dir=lists).names == ["m0", "m2"]
+    assert get_dataset(str(seg), "val", split_dir=lists).names == ["m1"]
+    with pytest.raises(DatasetError, match="no test.txt"):
+        MeshFolder(seg, "test", split_dir=lists)
+    with pytest.raises(DatasetError, match="split folder not found"):
+        MeshFolder(seg, "train", split_dir=tmp_path / "nope")
+
+    cls = tmp_path / "cls"
+    V, F = icosphere(1)
+    for c in ("a", "b"):
+        for s, k in (("train", 2), ("test", 1)):
+            for i in range(k):
+                save_mesh(cls / c / s / f"{c}{s}{i}.obj", V, F)
+    (lists / "train.txt").write_text("a/train/atrain0.obj\na/test/atest0.obj\nb/train/btrain1\n")
+    ds = MeshFolder(cls, "train", split_dir=lists)
+    assert ds.names == ["a/train/atrain0", "a/test/atest0", "b/train/btrain1"]
+    assert [r.class_index for r in ds.records] == [0, 0, 1]
+    assert len(MeshFolder(cls, "test")) == 2  # without lists: the folders

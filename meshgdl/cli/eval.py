@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint .safetensors or run directory")
     p.add_argument("--dataset", help="dataset name or folder (default: the one it was trained on)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--split-dir", metavar="DIR",
+                   help="folder of split lists replacing the dataset's own (default: the run's, if it used one)")
     p.add_argument("--data-root", help="folder holding named datasets (default $MESHGDL_DATA or ../shared/datasets)")
     p.add_argument("--out", metavar="JSON", help="write the metrics here (default: print to stdout)")
     p.add_argument("--predictions", metavar="DIR", help="write per-file-vertex predicted labels, one file per mesh")
@@ -48,7 +50,7 @@ def run(args) -> int:
             raise UsageError(f"{args.out}: --out must end with .json")
         if not out.parent.exists():
             raise UsageError(f"{args.out}: folder {out.parent} does not exist")
-    dataset, data_root = args.dataset, args.data_root
+    dataset, data_root, split_dir = args.dataset, args.data_root, args.split_dir
     if dataset is None:
         ck = load_checkpoint(args.checkpoint, verify=False)
         tc = ck.train_config or {}
@@ -56,10 +58,12 @@ def run(args) -> int:
         if not dataset:
             raise UsageError("the checkpoint does not say which dataset it was trained on; pass --dataset")
         data_root = data_root or tc.get("data_root")
+        split_dir = split_dir or tc.get("split_dir")
     with dataset_warnings_as_lines():
         res = evaluate(args.checkpoint, dataset, args.split, data_root=data_root, device=args.device,
                        cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress,
-                       predictions_dir=args.predictions, max_meshes=args.max_meshes)
+                       predictions_dir=args.predictions, max_meshes=args.max_meshes,
+                       split_dir=split_dir)
     text = json.dumps(json_safe(res), indent=1)
     if args.out:
         from meshgdl.atomic import write_text_atomic

@@ -51,7 +51,7 @@ def register(subparsers) -> None:
         "after every epoch and --resume continues from it. Run under torchrun for "
         "multi-process data parallel training.",
     )
-    p.add_argument("--dataset", help="dataset name (rna) or folder in the custom format")
+    p.add_argument("--dataset", help="dataset name (rna, human_seg, shrec11) or folder in the custom format")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
     p.add_argument("--config", metavar="JSON", help="training config file (TrainConfig fields + 'model')")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors")
@@ -72,7 +72,9 @@ def register(subparsers) -> None:
     p.add_argument("--nondeterministic", dest="deterministic", action="store_false", default=None,
                    help="keep --seed but allow torch's faster non-deterministic kernels (e.g. CUDA index_add)")
     p.add_argument("--val-fraction", type=float, help="share of train meshes held out for validation")
-    p.add_argument("--val-split", help="validate on this split instead (e.g. test)")
+    p.add_argument("--val-split", help="validate on this split instead (e.g. val from --split-dir)")
+    p.add_argument("--split-dir", metavar="DIR",
+                   help="folder of split lists (train.txt, val.txt, test.txt) replacing the dataset's own")
     p.add_argument("--select-metric", choices=["accuracy", "mean_iou", "loss"], help="picks best.safetensors")
     p.add_argument("--augment-rotate", choices=["so3", "x", "y", "z", "none"], help="random rotations (default so3)")
     p.add_argument("--augment-scale", type=float, nargs=2, metavar=("LO", "HI"), help="random isotropic scale range")
@@ -96,7 +98,7 @@ _FLAG_FIELDS = {
     "dataset": "dataset", "epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay",
     "batch_size": "batch_size", "scheduler": "scheduler", "warmup_epochs": "warmup_epochs",
     "step_size": "step_size", "gamma": "gamma", "grad_clip": "grad_clip", "label_smoothing": "label_smoothing",
-    "seed": "seed", "deterministic": "deterministic", "val_fraction": "val_fraction", "val_split": "val_split",
+    "seed": "seed", "deterministic": "deterministic", "val_fraction": "val_fraction", "val_split": "val_split", "split_dir": "split_dir",
     "select_metric": "select_metric",
     "augment_rotate": "augment_rotate", "augment_scale": "augment_scale", "augment_jitter": "augment_jitter",
     "augment_remesh": "augment_remesh", "max_meshes": "max_meshes", "skip_bad_meshes": "skip_bad_meshes",

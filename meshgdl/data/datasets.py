@@ -399,8 +399,11 @@ class RNASegmentation(MeshDataset):
 class MeshFolder(MeshDataset):
     """A dataset in the custom-folder format documented in the module docstring."""
 
-    def __init__(self, root: str | os.PathLike, split: str = "train"):
+    def __init__(self, root: str | os.PathLike, split: str = "train", split_dir: str | os.PathLike | None = None):
         super().__init__(root, split)
+        self.split_dir = Path(split_dir) if split_dir is not None else None
+        if self.split_dir is not None and not self.split_dir.is_dir():
+            raise DatasetError(f"split folder not found: {self.split_dir}")
         root = self.root
         if not root.exists():
             raise DatasetError(f"dataset folder not found: {root}")
@@ -471,10 +474,12 @@ class MeshFolder(MeshDataset):
                 raise DatasetError(f"{root}: classes.txt names {c!r} but there is no folder {c}/")
         self.n_classes = len(self.class_names)
         split_folders = any((root / c / s).is_dir() for c in self.class_names for s in ("train", "test"))
+        # external split lists override the train/ test/ folders: every mesh is a candidate
+        folders_split = split_folders and self.split_dir is None
         entries: list[tuple[str, Path, int]] = []  # (name "class/stem", path, class)
         for ci, c in enumerate(self.class_names):
             if split_folders:
-                for s in (("train", "test", "val") if self.split == "all" else (self.split,)):
+                for s in (("train", "test", "val") if self.split == "all" or not folders_split else (self.split,)):
                     entries += [(f"{c}/{s}/{p.stem}", p, ci) for p in self._class_files(root / c, s)]
             else:
                 entries += [(f"{c}/{p.stem}", p, ci) for p in self._class_files(root / c, "direct")]
@@ -483,7 +488,7 @@ class MeshFolder(MeshDataset):
             if n in seen:
                 raise DatasetError(f"{root}: two meshes named {n!r} ({seen[n].name}, {p.name})")
             seen[n] = p
-        if split_folders:
+        if folders_split:
             if self.split == "val" and not entries:
                 raise DatasetError(f"{root}: no val/ folders")
             chosen = entries
@@ -495,6 +500,8 @@ class MeshFolder(MeshDataset):
                 e = e.replace("\\", "/")
                 if e in rel:
                     return rel[e][0]
+                if Path(e).suffix.lower() in MESH_EXTENSIONS and e.rsplit(".", 1)[0] in by_name:
+                    return e.rsplit(".", 1)[0]
                 return e
 
             names = self._select([n for n, _, _ in entries], norm)
@@ -517,7 +524,9 @@ class MeshFolder(MeshDataset):
         """Names of ``self.split`` in list order (split file) or sorted order (hash split)."""
         if self.split == "all":
             return list(names)
-        lp = self.root / f"{self.split}.txt"
+        lp = (self.split_dir or self.root) / f"{self.split}.txt"
+        if self.split_dir is not None and not lp.is_file():
+            raise DatasetError(f"{self.split_dir}: no {self.split}.txt split list")
         if lp.is_file():
             known = set(names)
             out, seen = [], set()
@@ -595,31 +604,45 @@ def default_data_root() -> Path:
 DATASETS: dict[str, tuple[type, str]] = {
     "rna": (RNASegmentation, RNASegmentation.FOLDER),
     "rna_surface_segmentation": (RNASegmentation, RNASegmentation.FOLDER),
+    # MeshCNN's simplified human-body benchmark, in the custom-folder format (see its SOURCE.md)
+    "human_seg": (MeshFolder, "human_seg"),
+    # MeshCNN's SHREC'11 "shrec_16" download: <class>/{train,test}/*.obj
+    "shrec11": (MeshFolder, "shrec_11_meshcnn_split16/shrec_16"),
 }
 
 
 def get_dataset(name_or_path: str | os.PathLike, split: str = "train",
-                root: str | os.PathLike | None = None) -> MeshDataset:
-    """A named dataset (``rna``) under ``root`` (default :func:`default_data_root`), or a
-    custom-folder dataset at a path. A path that is the RNA layout (``off/`` +
-    ``labels/``) is read as RNA."""
+                root: str | os.PathLike | None = None,
+                split_dir: str | os.PathLike | None = None) -> MeshDataset:
+    """A named dataset (``rna``, ``human_seg``, ``shrec11``) under ``root`` (default
+    :func:`default_data_root`), or a custom-folder dataset at a path. A path that is
+    the RNA layout (``off/`` + ``labels/``) is read as RNA. ``split_dir``: a folder of
+    split lists (``train.txt``, ``test.txt``, ``val.txt``) that replace the dataset's
+    own lists or split folders (custom folders only), e.g. a validation split held
+    out by subject, or one draw of a "10 per class" protocol."""
     key = str(name_or_path)
     if key.lower() in DATASETS:
         cls, folder = DATASETS[key.lower()]
         base = Path(root) if root is not None else default_data_root()
-        path = base / folder if (base / folder).exists() or not (base / "off").is_dir() else base
+        if cls is RNASegmentation:
+            path = base / folder if (base / folder).exists() or not (base / "off").is_dir() else base
+        else:
+            path = base / folder
         if not path.exists():
             raise DatasetError(
                 f"dataset {key!r} not found at {path} (set --data-root or ${DATA_ENV} to the folder holding {folder}/)"
             )
-        return cls(path, split)
-    p = Path(name_or_path)
-    if not p.exists() and root is not None and (Path(root) / p).exists():
-        p = Path(root) / p
-    if not p.exists():
-        raise DatasetError(
-            f"dataset {key!r}: no such folder, and not a known name ({', '.join(sorted(set(DATASETS)))})"
-        )
+        p = path
+    else:
+        p = Path(name_or_path)
+        if not p.exists() and root is not None and (Path(root) / p).exists():
+            p = Path(root) / p
+        if not p.exists():
+            raise DatasetError(
+                f"dataset {key!r}: no such folder, and not a known name ({', '.join(sorted(set(DATASETS)))})"
+            )
     if (p / "off").is_dir() and (p / "labels").is_dir() and not (p / "meshes").is_dir():
+        if split_dir is not None:
+            raise DatasetError(f"{p}: split lists from another folder are supported for custom folders only")
         return RNASegmentation(p, split)
-    return MeshFolder(p, split)
+    return MeshFolder(p, split, split_dir=split_dir)

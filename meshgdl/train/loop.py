@@ -61,7 +61,10 @@ class TrainConfig:
     ``min_lr_ratio * lr`` at the last epoch), ``"step"`` (``* gamma`` every
     ``step_size`` epochs) or ``"none"``; ``warmup_epochs`` ramps linearly first.
     ``val_fraction`` of the training meshes (chosen by ``seed``) are held out for
-    validation unless ``val_split`` names a split (e.g. ``"test"``: optimistic).
+    validation unless ``val_split`` names a split (e.g. ``"val"``; ``"test"`` is
+    optimistic). ``split_dir``: a folder of split lists (``train.txt``, ``val.txt``,
+    ``test.txt``) replacing the dataset's own (custom folders), e.g. a validation
+    split held out by subject, or one draw of a "10 per class" protocol.
     ``augment_rotate``: ``"so3"``, ``"x"``, ``"y"``, ``"z"`` or None;
     ``augment_scale``: ``[lo, hi]`` or None; ``augment_jitter``: noise in mean edge
     lengths; ``augment_remesh``: ``[min, max]`` kept face fraction or None (slow:
@@ -89,6 +92,7 @@ class TrainConfig:
     deterministic: bool | None = None
     val_fraction: float = 0.1
     val_split: str | None = None
+    split_dir: str | None = None
     select_metric: str = "accuracy"
     augment_rotate: str | None = "so3"
     augment_scale: list | None = None
@@ -345,7 +349,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
     show = bool(cfg.progress) and ctx.is_main
     log = (lambda msg: tqdm.write(msg, file=sys.stderr)) if ctx.is_main else (lambda msg: None)
 
-    train_ds = get_dataset(cfg.dataset, "train", cfg.data_root)
+    train_ds = get_dataset(cfg.dataset, "train", cfg.data_root, cfg.split_dir)
     task, n_classes = train_ds.task, train_ds.n_classes
     n_all = len(train_ds)
     use = list(range(n_all if cfg.max_meshes is None else min(n_all, int(cfg.max_meshes))))
@@ -353,7 +357,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
     tr_idx = [use[p] for p in tr_pos]
     val_ds, va_idx = None, []
     if cfg.val_split:
-        val_ds = get_dataset(cfg.dataset, cfg.val_split, cfg.data_root)
+        val_ds = get_dataset(cfg.dataset, cfg.val_split, cfg.data_root, cfg.split_dir)
         if val_ds.n_classes != n_classes or val_ds.task != task:
             raise DatasetError(f"split {cfg.val_split} has {val_ds.n_classes} classes, train {n_classes}")
         va_idx = list(range(len(val_ds)))
@@ -555,7 +559,8 @@ def predictions_on_file_vertices(item, pred: np.ndarray) -> np.ndarray:
 
 def evaluate(checkpoint: str | os.PathLike, dataset: str, split: str = "test", *, data_root=None,
              device: str | None = None, cache_dir=None, workers: int = 1, progress: bool = True,
-             predictions_dir: str | os.PathLike | None = None, api=None, max_meshes: int | None = None) -> dict:
+             predictions_dir: str | os.PathLike | None = None, api=None, max_meshes: int | None = None,
+             split_dir: str | os.PathLike | None = None) -> dict:
     """Metrics of a checkpoint on a dataset split, scored on the original files' vertices.
 
     Segmentation: every file vertex (the prediction of its cleaned vertex, or of the
@@ -576,7 +581,7 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, split: str = "test", *
     api = api or default_api()
     ck = ckpt_mod.load_checkpoint(checkpoint)
     model_cfg = api.ModelConfig.from_dict(ck.model_config)
-    ds = get_dataset(dataset, split, data_root)
+    ds = get_dataset(dataset, split, data_root, split_dir)
     n_classes = int(ck.model_config.get("n_classes", ds.n_classes))
     task = ck.model_config.get("task", ds.task)
     if ds.n_classes != n_classes or ds.task != task:
@@ -633,6 +638,15 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, split: str = "test", *
                 cm_f += cf
                 entry["face_accuracy"] = float(np.trace(cf) / cf.sum()) if cf.sum() else math.nan
                 entry["unscored_faces"] = int((~scored).sum())
+            else:
+                # vertex-labelled data: a triangle's label, true or predicted, is the
+                # majority of its corners (SubdivNet's per-face accuracy on raw meshes)
+                has_face = True
+                tf, pf_tri = vertex_to_face_labels(item.F, np.asarray(y)), vertex_to_face_labels(item.F, pred)
+                scored = tf != IGNORE_INDEX
+                cf = confusion_matrix(pf_tri[scored], tf[scored], n_classes)
+                cm_f += cf
+                entry["face_accuracy"] = float(np.trace(cf) / cf.sum()) if cf.sum() else math.nan
             per_mesh.append(entry)
             if pred_dir is not None:
                 write_text_atomic(pred_dir / f"{item.name}.txt", "".join(f"{int(v)}\n" for v in pf))
@@ -654,5 +668,8 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, split: str = "test", *
         res["mean_mesh_accuracy"] = float(np.mean(accs)) if accs else math.nan
         if has_face:
             res["face"] = task_metrics(task, cm_f)
+            res["face"]["from"] = ("file face labels" if any("unscored_faces" in m for m in per_mesh)
+                                   else "vertex labels (majority of each triangle's corners)")
+            res["face_accuracy"] = res["face"]["accuracy"]
     res["per_mesh"] = per_mesh
     return res
