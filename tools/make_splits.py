@@ -16,6 +16,10 @@
   relative to the ``shrec_16`` folder. For model selection without the test split,
   ``val.txt`` holds 2 of each class's 10 training meshes (also seeded) and
   ``train.txt`` the other 8.
+* ``shrec11_split16``: "split 16" (the given ``train/`` and ``test/`` folders,
+  16 + 4 meshes per class) with a validation set for model selection: per class,
+  2 of the 16 training meshes drawn at random (seed 16) go to ``val.txt``, the
+  other 14 to ``train.txt``; ``test.txt`` is the given ``test/`` folder, unchanged.
 
     python tools/make_splits.py [--data-root ../shared/datasets] [--out tools/splits]
 
@@ -37,6 +41,8 @@ HUMAN_VAL_FAUST_SUBJECT = 9
 HUMAN_VAL_MIT_SEQUENCES = ("crane",)
 HUMAN_VAL_ADOBE_EVERY = 7
 SPLIT10_SEEDS = (0, 1, 2)
+SPLIT16_SEED = 16
+SPLIT16_VAL_PER_CLASS = 2
 MESH_SUFFIXES = (".obj", ".off", ".ply", ".stl")
 
 
@@ -102,11 +108,35 @@ def make_shrec_split10(data: Path, out_root: Path) -> None:
         print(f"shrec11 split 10 seed {seed}: train {len(tr)}, val {len(va)}, test {len(te)} -> {out}")
 
 
+def make_shrec_split16(data: Path, out: Path) -> None:
+    classes = sorted(p.name for p in data.iterdir() if p.is_dir())
+    rng = np.random.default_rng(SPLIT16_SEED)
+    tr, va, te = [], [], []
+    for c in classes:
+        def files(s):
+            return sorted(f"{c}/{s}/{p.name}" for p in (data / c / s).iterdir() if p.suffix.lower() in MESH_SUFFIXES)
+
+        train, test = files("train"), files("test")
+        if len(train) != 16 or len(test) != 4:
+            raise SystemExit(f"{data / c}: expected 16 train and 4 test meshes, found {len(train)} and {len(test)}")
+        perm = rng.permutation(len(train))
+        va += sorted(train[i] for i in perm[:SPLIT16_VAL_PER_CLASS])
+        tr += sorted(train[i] for i in perm[SPLIT16_VAL_PER_CLASS:])
+        te += test
+    out.mkdir(parents=True, exist_ok=True)
+    why = "tools/make_splits.py shrec11_split16"
+    _write(out / "train.txt", tr, f"{why}: the train/ folder minus {SPLIT16_VAL_PER_CLASS} meshes per class "
+           f"(seed {SPLIT16_SEED})")
+    _write(out / "val.txt", va, f"{why}: {SPLIT16_VAL_PER_CLASS} train/ meshes per class (model selection)")
+    _write(out / "test.txt", te, f"{why}: the test/ folder (4 meshes per class), unchanged")
+    print(f"shrec11 split 16: train {len(tr)}, val {len(va)}, test {len(te)} -> {out}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-root", default=None, help="folder holding human_seg/ and shrec_11_meshcnn_split16/")
     ap.add_argument("--out", default=str(ROOT / "tools" / "splits"))
-    ap.add_argument("which", nargs="*", default=["human_seg", "shrec11_split10"])
+    ap.add_argument("which", nargs="*", default=["human_seg", "shrec11_split10", "shrec11_split16"])
     a = ap.parse_args(argv)
     from meshgdl.data.datasets import default_data_root
 
@@ -116,6 +146,8 @@ def main(argv=None) -> int:
         make_human_seg(root / "human_seg", out / "human_seg")
     if "shrec11_split10" in a.which:
         make_shrec_split10(root / "shrec_11_meshcnn_split16" / "shrec_16", out)
+    if "shrec11_split16" in a.which:
+        make_shrec_split16(root / "shrec_11_meshcnn_split16" / "shrec_16", out / "shrec11_split16")
     return 0
 
 
