@@ -306,3 +306,27 @@ def test_batch_moves_and_casts(mesh):
     # r_rel: edge lengths in units of the mesh level's mean edge length
     for lv, r in zip(b.levels, b.r_rel):
         assert abs(float(r.mean()) - 1.0) < 1e-5
+
+
+def test_gem_unit_area_makes_the_model_scale_invariant():
+    """unit_area=True: the same logits for a mesh in metres, millimetres or kilometres
+    (HKS ~ 1/area and its gradients ~ 1/length would otherwise change)."""
+    import torch
+
+    from meshgdl.nn.models import ModelConfig, build_model, collate_samples, prepare
+    from meshes import icosphere
+
+    V, F = icosphere(2)
+    V = V * np.array([1.0, 0.7, 1.3])
+    out = {}
+    for ua in (False, True):
+        cfg = ModelConfig(kind="gem", n_classes=3, in_features=["hks", "hks_grad"], k_eig=24, n_hks=4,
+                          n_levels=2, hidden_irreps="4x0 + 2x1", n_layers=1, nonlinearity="gated", unit_area=ua)
+        torch.manual_seed(0)
+        model = build_model(cfg).double().eval()
+        out[ua] = [model(collate_samples([prepare(V * s, F, cfg)], dtype=torch.float64)) for s in (1.0, 1e-3, 250.0)]
+    for y in out[True][1:]:
+        torch.testing.assert_close(y, out[True][0], rtol=1e-6, atol=1e-8)
+    assert not torch.allclose(out[False][1], out[False][0], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="unit_area"):
+        ModelConfig(unit_area="yes")

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from meshgdl.errors import MeshError
 from meshgdl.hierarchy import Hierarchy, build_hierarchy, collate_hierarchies
 from meshgdl.nn.diffusion import DiffusionNet
 from meshgdl.nn.features import KINDS, feature_irreps, input_features
@@ -95,9 +96,12 @@ class ModelConfig:
     18% / 3% / 0.6% for 5 / 7 / 17 / 33 samples, so the default is 17), ``norm``
     (``"instance" | "batch" | "none"``), ``radial`` (radial basis functions; 0 =
     angular kernels only), ``radial_cutoff`` (in mean edge lengths), ``aggr``
-    (neighbour normalisation of :class:`GEMConv`).
+    (neighbour normalisation of :class:`GEMConv`), ``unit_area`` (scale every mesh
+    to total area 1 before computing the input features, so HKS values and
+    gradients mean the same in any units: the model becomes invariant to uniform
+    scaling; off by default to keep earlier checkpoints' inputs unchanged).
 
-    DiffusionNet: ``width``.
+    DiffusionNet: ``width`` (always scales meshes to unit area).
     """
 
     kind: str = "gem"
@@ -120,6 +124,7 @@ class ModelConfig:
     radial: int = 0
     radial_cutoff: float = 2.0
     aggr: str = "mean"
+    unit_area: bool = False
     # DiffusionNet
     width: int = 128
     # heads
@@ -152,6 +157,8 @@ class ModelConfig:
         for name in ("k_eig", "n_hks", "n_levels", "coarse_k_eig", "n_layers", "n_samples", "width", "head_hidden"):
             positive(name)
         positive("radial", 0)
+        if not isinstance(self.unit_area, bool):
+            raise ValueError(f"model option unit_area must be true or false, got {self.unit_area!r}")
         if not 0.0 < float(self.level_ratio) < 1.0:
             raise ValueError(f"model option level_ratio must be in (0, 1), got {self.level_ratio!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -270,12 +277,21 @@ class Batch:
 def prepare(V: np.ndarray, F: np.ndarray, config: ModelConfig, cache_dir=None) -> Sample:
     """Compute (or load from ``cache_dir``) the geometry ``config``'s model needs.
 
-    V: (n, 3) float64, F: (m, 3) int64 (bad arrays raise MeshError).
+    V: (n, 3) float64, F: (m, 3) int64 (bad arrays raise MeshError). With
+    ``config.unit_area`` the mesh is first scaled to total area 1: the decimator
+    behind the hierarchy has absolute thresholds, so only then is the whole sample
+    (hence the model) independent of the mesh's units.
     """
+    from meshgdl.geometry.normals import face_areas
     from meshgdl.io import check_arrays
 
     config = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(dict(config))
     V, F = check_arrays(V, F)
+    if config.unit_area:
+        area = float(face_areas(V, F).sum())
+        if not (np.isfinite(area) and area > 0):
+            raise MeshError("the mesh has no surface area (all faces are degenerate)")
+        V = V / np.sqrt(area)
     if config.uses_hierarchy:
         h = build_hierarchy(
             V,
@@ -497,7 +513,7 @@ class GEMNet(nn.Module):
         if len(batch.levels) != cfg.n_levels:
             raise ValueError(f"batch has {len(batch.levels)} levels but the model uses n_levels={cfg.n_levels}; "
                              "prepare the samples with this model's config")
-        x, ir = input_features(batch.ops, cfg.in_features)
+        x, ir = input_features(unit_area(batch.ops) if cfg.unit_area else batch.ops, cfg.in_features)
         if ir != self.in_irreps:
             raise ValueError(f"input features have type {ir}, the model expects {self.in_irreps} "
                              f"(samples prepared with another n_hks?)")

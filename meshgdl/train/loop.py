@@ -365,7 +365,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
         val_ds, va_idx = train_ds, [use[p] for p in va_pos]
 
     model_cfg = build_model_config(api, cfg, task, n_classes)
-    if ck is not None and ck.model_config != model_cfg.to_dict():
+    if ck is not None and api.ModelConfig.from_dict(dict(ck.model_config)).to_dict() != model_cfg.to_dict():
         raise CheckpointError(f"{out}/last.safetensors: the run's model config differs from the checkpoint's")
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
