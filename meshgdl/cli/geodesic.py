@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from meshgdl.api import geodesic_distance, input_vertices
 from meshgdl.atomic import atomic_path
-from meshgdl.cli._common import (
-    UsageError, add_mesh_argument, colormap, components, load_mesh_arg, output_path, print_notes, status,
-)
+from meshgdl.cli._common import UsageError, add_mesh_argument, colormap, load_mesh_arg, output_path, print_notes, status
 
 OUTPUTS = (".ply", ".npy")
 
@@ -43,43 +42,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _file_sources(mesh, sources: list[int]) -> np.ndarray:
-    """Map file vertex indices to indices in ``mesh.V``, rejecting bad ones."""
-    n = mesh.n_orig_vertices
-    out = []
-    for s in sources:
-        if not 0 <= s < n:
-            raise UsageError(f"--source {s} is out of range: {mesh.path} has {n} vertices (0..{n - 1})")
-        j = int(mesh.orig_to_new[s])
-        if j < 0:
-            raise UsageError(f"--source {s}: that vertex is used by no face of {mesh.path}")
-        out.append(j)
-    return np.unique(np.asarray(out, dtype=np.int64))
-
-
 def run(args) -> int:
     out = output_path(args.output, OUTPUTS)
     if not (np.isfinite(args.t_coef) and args.t_coef > 0):
         raise UsageError(f"--t-coef must be a positive number, got {args.t_coef}")
     mesh = load_mesh_arg(args.mesh)
-    src = _file_sources(mesh, args.source)
+    try:
+        input_vertices(mesh, args.source, what="--source")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
-    from meshgdl.geometry import geodesics
-
-    V, F = mesh.V, mesh.F
     with status("computing exact geodesics" if args.exact else "computing heat-method geodesics"):
-        if args.exact:
-            d = geodesics.exact_geodesic_distance(V, F, src)
-        else:
-            d = geodesics.heat_geodesic_distance(V, F, src, t_coef=args.t_coef)
-    d = np.array(d, dtype=np.float64).reshape(-1)
-    if d.shape != (len(V),):
-        raise RuntimeError(f"geodesic solver returned shape {d.shape}, expected ({len(V)},)")
-    # Components without a source are unreachable whatever the solver returned there.
-    comp = components(F, len(V))
-    d[~np.isin(comp, comp[src])] = np.inf
-    d[src] = 0.0
-    d_file = mesh.to_original_vertices(d, fill=np.inf)
+        d_file = geodesic_distance(mesh, args.source, exact=args.exact, t_coef=args.t_coef)
 
     if out.suffix.lower() == ".npy":
         with atomic_path(out) as tmp:

@@ -92,15 +92,8 @@ class _Stages:
 
 
 def run(args) -> int:
-    from meshgdl.io import load_mesh
-    from meshgdl.segmentation import (
-        check_segmentable,
-        default_output,
-        load_segmenter,
-        output_paths,
-        segment,
-        write_segmentation,
-    )
+    from meshgdl.api import segment
+    from meshgdl.segmentation import default_output, output_paths, write_segmentation
 
     mesh_path = Path(args.mesh)
     out = output_path(args.output, (".ply",)) if args.output else default_output(mesh_path)
@@ -116,16 +109,9 @@ def run(args) -> int:
 
     stages = _Stages(args.quiet)
     try:
-        stages("load")
-        mesh = load_mesh(mesh_path)
-        check_segmentable(mesh)
-        seg_model = load_segmenter(args.model, device=args.device, working_vertices=args.working_vertices)
-
-        def raw_faces():
-            raw = load_mesh(mesh_path, merge_vertices=False, process=False)
-            return raw.F, raw.face_origin
-
-        seg = segment(mesh, seg_model, smooth_iterations=args.smooth, stage=stages, raw_faces=raw_faces)
+        result = segment(mesh_path, model=args.model, device=args.device, working_vertices=args.working_vertices,
+                         smooth=args.smooth, stage=stages)
+        mesh, seg, seg_model = result.mesh, result.detail, result.model
         stages("write")
         written = write_segmentation(seg, mesh, out)
     finally:

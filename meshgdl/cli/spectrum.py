@@ -48,34 +48,18 @@ def run(args) -> int:
     if args.k >= n:
         raise UsageError(f"-k {args.k} is too large: the mesh has {n} vertices (use -k {n - 1} or less)")
 
-    from meshgdl.geometry.laplacian import choose_laplacian_method, laplacian
-    from meshgdl.geometry.spectral import eigenbasis
+    from meshgdl.api import spectrum
 
-    method = args.laplacian
-    with status(f"building the {method} Laplacian"):
-        if method == "auto":  # resolve here so the .npz records the one used
-            method = choose_laplacian_method(mesh.V, mesh.F)
-        L, M = laplacian(mesh.V, mesh.F, method=method)
     with status(f"computing {args.k} eigenpairs of a {n}-vertex mesh"):
-        evals, evecs = eigenbasis(L, M, args.k)
-    evals = np.asarray(evals, dtype=np.float64)
-    evecs = np.asarray(evecs, dtype=np.float64)
-    if evecs.shape != (n, args.k) or evals.shape != (args.k,):
-        raise RuntimeError(f"eigenbasis returned shapes {evals.shape}, {evecs.shape}")
-    mass = np.asarray(M.diagonal() if hasattr(M, "diagonal") else M, dtype=np.float64).reshape(-1)
-
-    mass_file = np.zeros(mesh.n_orig_vertices)
-    first = mesh.new_to_orig
-    mass_file[first] = mass
+        spec = spectrum(mesh, args.k, laplacian=args.laplacian)
     with atomic_path(out) as tmp:
         np.savez(
             tmp,
-            evals=evals,
-            evecs=mesh.to_original_vertices(evecs, fill=0.0),
-            mass=mass_file,
+            evals=spec.evals,
+            evecs=spec.evecs,
+            mass=spec.mass,
             orig_to_new=mesh.orig_to_new,
-            laplacian=np.array(method),
+            laplacian=np.array(spec.laplacian),
         )
     print_notes(mesh)
     return 0
-
