@@ -281,5 +281,5 @@ def compute_operators(mesh_like: Any, k_eig: int = 128, cache_dir=None, *, n_hks
     return _each(mesh_like, one)
 
 
-__all__ = ["segment", "SegmentationResult", "classify", "geodesic_distance", "spectrum", "Spectrum", "compute_operators",
-           "input_vertices"]
+__all__ = ["segment", "SegmentationResult", "classify", "geodesic_distance", "spectrum", "Spectrum",
+           "compute_operators", "input_vertices"]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from meshgdl.errors import MeshError
-from meshgdl.interop import ConvertedMesh, as_mesh, as_meshes, from_arrays, is_batch
+from meshgdl.interop import ConvertedMesh, as_mesh, as_meshes, is_batch
 from meshes import icosphere, torus
 
 TORUS = str(Path(__file__).resolve().parents[1] / "sample_meshes" / "torus.off")

@@ -43,6 +43,8 @@ def to_open3d(mesh_like: Any, *, vertex_colors=None, cleaned: bool = False):
                                     o3d.utility.Vector3iVector(np.ascontiguousarray(ex.F, dtype=np.int32)))
     if vertex_colors is not None:
         c = ex.vertex_values(vertex_colors, "vertex_colors")
+        if c.ndim != 2 or c.shape[1] not in (3, 4):
+            raise ValueError(f"vertex_colors: expected shape (n, 3) or (n, 4), got {tuple(c.shape)}")
         c = c[:, :3] / 255.0 if np.issubdtype(c.dtype, np.integer) else c[:, :3]
         out.vertex_colors = o3d.utility.Vector3dVector(np.ascontiguousarray(c, dtype=np.float64))
     return out
