@@ -23,6 +23,7 @@ COMMANDS = [
     "train",
     "eval",
     "segment",
+    "classify",
     "models",
 ]
 
