@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Robustness of ``meshgdl segment`` on the 18 human_seg test meshes (issue 10).
+
+For every test mesh (MeshCNN's simplified human_seg, ``--data-root``), the model
+(``--model``, default the shipped ``human_parts``) segments, through the same Python
+pipeline as ``meshgdl segment`` (:func:`meshgdl.segmentation.segment`):
+
+* ``original``: the test mesh as it is;
+* ``rotated``: randomly rotated, scaled (x0.01..x100) and moved -- same vertices;
+* ``remesh_5k`` / ``remesh_50k`` / ``remesh_200k``: Loop-subdivided until finer than the
+  target, then decimated to about 5k / 50k / 200k faces by ``fast_simplification``
+  (another tool's quadric decimation: a triangulation unrelated to the original);
+* ``noise``: Gaussian noise of 0.5 % of the mean edge length on every vertex.
+
+Scores per transformed set: **per-face accuracy** against the ground truth carried
+over from the original by closest surface point (a face's label, true or predicted,
+is the majority of its corners -- the benchmark's metric), per-vertex accuracy, and
+**agreement** with the prediction on the original (the transformed mesh's labels
+carried back to the original vertices by closest surface point, compared vertex by
+vertex). Finally one 200k-face input is timed end to end through the CLI in a fresh
+process (``python -m meshgdl segment``, load to written files), ``--repeat`` times.
+
+    python tools/bench/human_seg_robustness.py [--model human_parts] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+SETS = ("original", "rotated", "remesh_5k", "remesh_50k", "remesh_200k", "noise")
+TARGET_FACES = {"remesh_5k": 5_000, "remesh_50k": 50_000, "remesh_200k": 200_000}
+
+
+def remesh(V, F, n_faces: int):
+    """Loop-subdivide until finer than ``n_faces``, then decimate to about ``n_faces``."""
+    import fast_simplification
+    import trimesh
+
+    from meshgdl.io import Mesh
+
+    while len(F) < 1.3 * n_faces:
+        V, F = trimesh.remesh.subdivide_loop(V, F, iterations=1)
+        V, F = np.asarray(V, np.float64), np.asarray(F, np.int64)
+    V2, F2 = fast_simplification.simplify(V, F, target_count=int(n_faces))
+    m = Mesh.from_arrays(np.asarray(V2, np.float64), np.asarray(F2, np.int64))
+    return m.V, m.F
+
+
+def transformed(name: str, V, F, rng):
+    from meshgdl.data.transforms import random_rotation_matrix
+
+    if name == "original":
+        return V, F
+    if name == "rotated":
+        R = random_rotation_matrix(rng)
+        s = float(np.exp(rng.uniform(np.log(0.01), np.log(100.0))))
+        return (V @ R.T) * s + rng.uniform(-10, 10, 3), F
+    if name == "noise":
+        e = float(np.linalg.norm(V[F[:, 0]] - V[F[:, 1]], axis=1).mean())
+        return V + rng.normal(scale=0.005 * e, size=V.shape), F
+    return remesh(V, F, TARGET_FACES[name])
+
+
+def face_scores(F, pred_v, true_v, n_cls):
+    from meshgdl.data.datasets import vertex_to_face_labels
+    from meshgdl.train.metrics import confusion_matrix
+
+    return confusion_matrix(vertex_to_face_labels(F, pred_v), vertex_to_face_labels(F, true_v), n_cls)
+
+
+def time_cli(V, F, model: str, threads: int, repeat: int, working_vertices: int | None = None) -> dict:
+    from meshgdl.io import save_mesh
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads))
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "human_200k.ply"
+        save_mesh(src, V, F)
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "meshgdl", "segment", str(src), "-o", str(Path(tmp) / "out.ply"),
+                            "--model", model, "--device", "cpu", "--quiet", "--format", "json"]
+                           + (["--working-vertices", str(working_vertices)] if working_vertices else []),
+                           check=True, env=env, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t0)
+    return {"faces": int(len(F)), "vertices": int(len(V)), "threads": threads, "seconds": times,
+            "median_seconds": float(np.median(times))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="human_parts", help="shipped model name, checkpoint or run directory")
+    ap.add_argument("--data-root", help="folder holding human_seg/ (default $MESHGDL_DATA or ../shared/datasets)")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch/BLAS threads for the timed CLI run")
+    ap.add_argument("--repeat", type=int, default=3, help="timed CLI runs of the 200k-face mesh")
+    ap.add_argument("--working-vertices", type=int, help="override the model's working resolution")
+    ap.add_argument("--max-meshes", type=int)
+    ap.add_argument("--json", help="write all figures here")
+    a = ap.parse_args(argv)
+
+    import torch
+
+    from meshgdl.data.datasets import get_dataset
+    from meshgdl.io import Mesh
+    from meshgdl.segmentation import load_segmenter, nearest_surface_labels, segment
+    from meshgdl.train.metrics import confusion_matrix, task_metrics
+
+    torch.set_num_threads(a.threads)
+    seg_model = load_segmenter(a.model, device="cpu", working_vertices=a.working_vertices)
+    ds = get_dataset("human_seg", "test", a.data_root)
+    n_cls = seg_model.n_classes
+    rng = np.random.default_rng(a.seed)
+    cm_face = {s: np.zeros((n_cls, n_cls), np.int64) for s in a.sets}
+    cm_vert = {s: np.zeros((n_cls, n_cls), np.int64) for s in a.sets}
+    agree = {s: [] for s in a.sets}
+    secs = {s: [] for s in a.sets}
+    faces = {s: [] for s in a.sets}
+    big = None
+    n = len(ds) if a.max_meshes is None else min(len(ds), a.max_meshes)
+    for i in range(n):
+        it = ds[i]
+        base = segment(Mesh.from_arrays(it.V, it.F), seg_model).labels
+        for s in a.sets:
+            Vt, Ft = transformed(s, it.V, it.F, rng)
+            m = Mesh.from_arrays(Vt, Ft)
+            t0 = time.perf_counter()
+            res = segment(m, seg_model)
+            secs[s].append(time.perf_counter() - t0)
+            faces[s].append(len(m.F))
+            same_vertices = s in ("original", "rotated", "noise")
+            truth = it.y if same_vertices else nearest_surface_labels(m.V, it.V, it.F, it.y)
+            back = res.labels if same_vertices else nearest_surface_labels(it.V, m.V, m.F, res.labels)
+            cm_face[s] += face_scores(m.F, res.labels, truth, n_cls)
+            cm_vert[s] += confusion_matrix(res.labels, truth, n_cls)
+            agree[s].append(float(np.mean(back == base)))
+            if s == "remesh_200k" and big is None:
+                big = (Vt, Ft)
+        print(f"{i + 1}/{n} {it.name}: " + ", ".join(
+            f"{s} {np.trace(cm_face[s]) / max(cm_face[s].sum(), 1):.3f}" for s in a.sets), file=sys.stderr)
+
+    rows = {}
+    print(f"\nmodel {seg_model.path}; {n} test meshes; per-face accuracy vs carried-over ground truth\n")
+    print(f"{'set':<12} {'faces (median)':>14} {'face acc':>9} {'vertex acc':>10} {'mIoU':>6} "
+          f"{'agreement':>9} {'s/mesh':>7}")
+    for s in a.sets:
+        mf = task_metrics("segmentation", cm_face[s])
+        mv = task_metrics("segmentation", cm_vert[s])
+        rows[s] = {"median_faces": int(np.median(faces[s])), "face_accuracy": mf["accuracy"],
+                   "vertex_accuracy": mv["accuracy"], "face_mean_iou": mf["mean_iou"],
+                   "agreement_mean": float(np.mean(agree[s])), "agreement_min": float(np.min(agree[s])),
+                   "seconds_per_mesh": float(np.mean(secs[s]))}
+        r = rows[s]
+        print(f"{s:<12} {r['median_faces']:>14,} {r['face_accuracy']:>9.4f} {r['vertex_accuracy']:>10.4f} "
+              f"{r['face_mean_iou']:>6.3f} {r['agreement_mean']:>9.4f} {r['seconds_per_mesh']:>7.2f}")
+    out = {"model": seg_model.path, "n_meshes": n, "seed": a.seed, "sets": rows}
+    if big is not None and a.repeat > 0:
+        out["cli_200k"] = t = time_cli(*big, model=a.model, threads=a.threads, repeat=a.repeat,
+                                        working_vertices=a.working_vertices)
+        print(f"\nmeshgdl segment on a {t['faces']:,}-face test mesh (PLY, fresh process, {a.threads} threads): "
+              f"median {t['median_seconds']:.2f} s over {len(t['seconds'])} runs "
+              f"({', '.join(f'{x:.2f}' for x in t['seconds'])})")
+    if a.json:
+        from meshgdl.atomic import write_text_atomic
+
+        write_text_atomic(a.json, json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
