@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                    "(default: the shipped shrec11 model)")
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes shown per mesh (default 3)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format on stdout")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--working-vertices", type=int, metavar="N",
                    help="working resolution in vertices (default: the model's, else the mesh's own)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no notes on stderr")
