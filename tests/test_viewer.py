@@ -585,3 +585,32 @@ def test_window_opens_responds_to_actions_and_closes(tmp_path):
 
     im = np.asarray(Image.open(shots[0]).convert("RGB")).astype(int)
     assert im.shape[0] > 100 and np.ptp(im.reshape(-1, 3), axis=0).max() > 100  # not blank
+
+
+def test_labels_legend_names_fit_and_cli_class_names(egl, tmp_path, torus_obj, capsys):
+    """--class-names puts "value name" rows in the legend, widened so the names fit;
+    the names come from a shipped model, a file or a list."""
+    from PIL import Image
+
+    from viewer.colormaps import labels_legend_width, labels_panel
+
+    names = ["head", "lower_arm", "upper_leg"]
+    w = labels_legend_width(320, 240, names)
+    assert legend_width(320) < w <= 160
+    panel = labels_panel(240, w, np.array([0, 1, 2]), label_palette(3), "parts", names=names)
+    plain = labels_panel(240, w, np.array([0, 1, 2]), label_palette(3), "parts")
+    ink = lambda im: int((im.max(axis=2) < 100).sum())  # noqa: E731 - dark text pixels
+    assert ink(panel) > ink(plain) + 100  # the names are drawn
+    assert (panel[:, -3:].max(axis=2) > 240).all()  # ... and do not run off the panel's right edge
+
+    lab = tmp_path / "parts.txt"
+    n = len(torus(24, 12)[0])
+    lab.write_text("".join(f"{i % 3}\n" for i in range(n)))
+    (tmp_path / "classes.txt").write_text("head\nlower_arm\nupper_leg\n")
+    for spec in ("head,lower_arm,upper_leg", tmp_path / "classes.txt"):
+        out = tmp_path / "named.png"
+        assert _run_cli([torus_obj, "--labels", lab, "--class-names", spec, "--export", out,
+                         "--size", "320x240"]) == 0
+        assert Image.open(out).size == (320, 240)
+    assert _run_cli([torus_obj, "--feature", "x", "--class-names", "a,b", "--export", tmp_path / "y.png"]) == 2
+    assert "--class-names goes with --labels" in capsys.readouterr().err

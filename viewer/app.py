@@ -94,7 +94,7 @@ class ViewerWindow:
     # -- layout and redraw
     def _on_layout(self, ctx):
         r = self.window.content_rect
-        pw = legend_width(r.width) if self.model.style.legend else 0
+        pw = (self.model.style.legend_width or legend_width(r.width)) if self.model.style.legend else 0
         self.widget.frame = self.gui.Rect(r.x, r.y, r.width - pw, r.height)
         self.panel.frame = self.gui.Rect(r.get_right() - pw, r.y, pw, r.height)
 
@@ -113,7 +113,8 @@ class ViewerWindow:
         self._scene = scene
         if scene.legend is not None:
             h = max(200, int(self.model.style.height * 0.6))
-            img = legend_image(scene, legend_width(self.model.style.width), h, self.model.style.background)
+            lw = self.model.style.legend_width or legend_width(self.model.style.width)
+            img = legend_image(scene, lw, h, self.model.style.background)
             self.legend.update_image(self.o3d.geometry.Image(np.ascontiguousarray(img)))
         self.caption.text = scene.caption.replace(" | ", "\n")
         self.window.set_needs_layout()

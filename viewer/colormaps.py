@@ -145,6 +145,19 @@ def legend_width(width: int) -> int:
     return int(min(max(72, round(0.16 * width)), max(72, width // 2)))
 
 
+def labels_legend_width(width: int, height: int, names: list[str]) -> int:
+    """A legend width (pixels) wide enough for ``"7 lower_leg"`` rows of the label
+    panel of a ``width x height`` image (at most half the image)."""
+    from PIL import Image, ImageDraw
+
+    fs = max(9, min(16, height // 28))
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text = max((draw.textlength(f"{len(names)} {n}", font=_font(fs)) for n in names), default=0.0)
+    need = int(np.ceil(text)) + fs + 8
+    # labels_panel indents by width // 8: solve w - w // 8 >= need
+    return int(min(max(legend_width(width), int(np.ceil(need * 8 / 7)) + 2), max(72, width // 2)))
+
+
 def colorbar_panel(
     height: int,
     width: int,
@@ -228,8 +241,10 @@ def labels_panel(
     title: str = "labels",
     background=(1.0, 1.0, 1.0),
     max_rows: int | None = None,
+    names: list | None = None,
 ) -> np.ndarray:
-    """A ``(height, width, 3) uint8`` legend of colour swatches, one per label value."""
+    """A ``(height, width, 3) uint8`` legend of colour swatches, one per label value
+    (``"value name"`` when ``names``, one per entry of ``classes``, are given)."""
     from PIL import Image, ImageDraw
 
     bg = np.asarray(background, dtype=np.float64)
@@ -241,14 +256,16 @@ def labels_panel(
     row = fs + 6
     top = max(30, int(0.14 * height))
     cap = max_rows or max(1, (height - top - row) // row)
+    x0 = max(4, width // 8)
+    room = width - x0 - fs - 8
     shown = len(classes) if len(classes) <= cap else cap - 1
     _draw_title(draw, title, font, fs, width, top, ink)
-    x0 = max(4, width // 8)
     for i in range(shown):
         y = top + i * row
         col = tuple(int(round(255 * c)) for c in palette[i])
         draw.rectangle([x0, y, x0 + fs, y + fs], fill=col, outline=ink)
-        draw.text((x0 + fs + 6, y + fs // 2), str(classes[i]), fill=ink, font=font, anchor="lm")
+        text = f"{classes[i]} {names[i]}".strip() if names else str(classes[i])
+        draw.text((x0 + fs + 6, y + fs // 2), _fit_text(draw, text, font, room), fill=ink, font=font, anchor="lm")
     if shown < len(classes):
         draw.text((x0, top + shown * row + fs // 2), f"+{len(classes) - shown} more", fill=ink,
                   font=font, anchor="lm")

@@ -45,6 +45,7 @@ class Feature:
     intrinsic : True when the values depend only on the surface's metric (stay attached
         under isometric deformation); the viewer says so in the caption.
     channel_names : optional names of the C channels (default ``name[c]``).
+    class_names : labels only: the name of each label value (legend ``"3 upper_arm"``).
     align_signs : eigenfunctions are defined up to sign; flip each frame's channels to
         correlate positively with frame 0 so a sign flip is not mistaken for drift.
     """
@@ -54,6 +55,7 @@ class Feature:
     kind: str = "scalar"
     intrinsic: bool = True
     channel_names: list[str] | None = None
+    class_names: list[str] | None = None
     align_signs: bool = False
     detail: str = ""  # extra words for the caption (the legend title stays short)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
@@ -267,9 +269,11 @@ def array_feature(values: np.ndarray, name: str = "scalar", kind: str | None = N
     return Feature(name, compute, kind=kind, intrinsic=True)
 
 
-def labels_feature(labels: np.ndarray, name: str = "labels") -> Feature:
+def labels_feature(labels: np.ndarray, name: str = "labels", class_names: list[str] | None = None) -> Feature:
     labels = np.asarray(labels).astype(np.int64)
-    return array_feature(labels, name=name, kind="labels")
+    f = array_feature(labels, name=name, kind="labels")
+    f.class_names = list(class_names) if class_names else None
+    return f
 
 
 def builtin_feature(name: str, *, source: int = 0, k: int = 64) -> Feature:

@@ -208,7 +208,7 @@ class OffscreenView:
 # ---------------------------------------------------------------- composition
 def layout(style: Style) -> dict:
     """Pixel layout of one output image: 3D viewport, legend panel, caption strip."""
-    lw = legend_width(style.width) if style.legend else 0
+    lw = (style.legend_width or legend_width(style.width)) if style.legend else 0
     ch = max(16, min(28, style.height // 22)) if style.caption else 0
     return {"view_w": style.width - lw, "view_h": style.height - ch, "legend_w": lw, "caption_h": ch}
 
@@ -216,7 +216,7 @@ def layout(style: Style) -> dict:
 def legend_image(scene: FrameScene, width: int, height: int, background) -> np.ndarray:
     lg = scene.legend
     if lg.kind == "labels":
-        return labels_panel(height, width, lg.classes, lg.palette, lg.title, background)
+        return labels_panel(height, width, lg.classes, lg.palette, lg.title, background, names=lg.names)
     return colorbar_panel(height, width, lg.vmin, lg.vmax, lg.cmap, lg.title, background, lg.levels)
 
 

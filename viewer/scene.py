@@ -135,6 +135,7 @@ class Style:
     gauge_frames: bool = False
     isolines: int | None = None  # number of isoline bands; None: 12 for geodesic distance, else 0
     legend: bool = True
+    legend_width: int | None = None  # pixels; None: colormaps.legend_width(width)
     caption: bool = True
     max_glyphs: int | None = None  # None: about one glyph per 26x26 pixels
     cmap: str | None = None  # None: viridis for scalar features, coolwarm for signed ones
@@ -166,6 +167,7 @@ class Legend:
     levels: np.ndarray | None = None
     classes: np.ndarray | None = None
     palette: np.ndarray | None = None
+    names: list | None = None  # labels: a name per entry of ``classes``
 
 
 @dataclass
@@ -354,7 +356,9 @@ class ViewerModel:
         title = self.feature.channel_name(self.channel, self.num_channels)
         if self.feature.kind == "labels":
             _, classes, palette = label_colors(self.channel_values().ravel())
-            return Legend("labels", title, classes=classes, palette=palette)
+            cn = self.feature.class_names
+            names = None if not cn else [cn[c] if 0 <= c < len(cn) else "" for c in classes.tolist()]
+            return Legend("labels", title, classes=classes, palette=palette, names=names)
         lo, hi = self.value_range()
         return Legend("colorbar", title, vmin=lo, vmax=hi, cmap=self.cmap(), levels=self.isoline_levels())
 

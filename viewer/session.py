@@ -120,7 +120,7 @@ def make_frames(lm: LoadedMesh, deform: str | None, T: int | None) -> tuple[np.n
     raise ViewerError(f"--deform {deform}: not twist, bend, articulate or an existing folder of meshes")
 
 
-def make_features(lm: LoadedMesh, *, scalar=None, labels=None, feature=None, model=None, layer=0,
+def make_features(lm: LoadedMesh, *, scalar=None, labels=None, class_names=None, feature=None, model=None, layer=0,
                   source: int = 0) -> list[Feature]:
     """The feature list: the requested one first, then the built-ins (HKS, geodesic,
     eigenfunctions, raw coordinates) so the window can cycle through them."""
@@ -135,7 +135,7 @@ def make_features(lm: LoadedMesh, *, scalar=None, labels=None, feature=None, mod
         vals = load_scalar_file(scalar, _as_mesh_like(lm))
         first.append(array_feature(vals, Path(scalar).stem))
     elif labels is not None:
-        first.append(labels_feature(load_labels_file(labels, _as_mesh_like(lm)), Path(labels).stem))
+        first.append(labels_feature(load_labels_file(labels, _as_mesh_like(lm)), Path(labels).stem, class_names))
     elif model is not None:
         # every layer, so next/previous feature walks through the network
         from viewer.features import num_model_layers
@@ -156,7 +156,8 @@ def make_features(lm: LoadedMesh, *, scalar=None, labels=None, feature=None, mod
     return first + [builtin_feature(nm, source=source) for nm in names]
 
 
-def build_model(mesh: str, *, scalar=None, labels=None, feature=None, model=None, layer=0, channel=0,
+def build_model(mesh: str, *, scalar=None, labels=None, class_names=None, feature=None, model=None, layer=0,
+                channel=0,
                 source=0, deform=None, frames=None, vectors=None, rho=1,
                 style: Style | None = None) -> ViewerModel:
     """Everything ``meshgdl view`` needs, as a :class:`ViewerModel`.
@@ -165,7 +166,8 @@ def build_model(mesh: str, *, scalar=None, labels=None, feature=None, model=None
     channel, a feature that fails) is reported before a window opens or a file is written.
     """
     lm = load_view_mesh(mesh)
-    feats = make_features(lm, scalar=scalar, labels=labels, feature=feature, model=model, layer=layer,
+    feats = make_features(lm, scalar=scalar, labels=labels, class_names=class_names, feature=feature,
+                          model=model, layer=layer,
                           source=source)
     fr, dname = make_frames(lm, deform, frames)
     tangent = None

@@ -11,6 +11,9 @@ import argparse
 import os
 import sys
 import textwrap
+from pathlib import Path
+
+from meshgdl.errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -31,6 +34,9 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scalar", metavar="FILE", help="per-vertex values (.npy, .txt, .csv), (n,) or (n, C)")
     src.add_argument("--labels", metavar="FILE", help="per-vertex integer labels (.txt one per line, or .npy)")
+    p.add_argument("--class-names", metavar="NAMES",
+                   help="with --labels: names of the label values for the legend -- a shipped model "
+                        "(e.g. human_parts), a file with one name per line (classes.txt), or a,b,c")
     src.add_argument("--feature", choices=["hks", "geodesic", "eigen", "x"],
                      help="built-in feature: heat kernel signature, geodesic distance from --source, "
                           "Laplacian eigenfunctions, raw coordinates (not invariant)")
@@ -79,6 +85,9 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from viewer.features import ViewerError
+
+    if args.class_names is not None and args.labels is None:
+        raise UsageError("--class-names goes with --labels")
     from viewer.scene import Style, parse_size
     from viewer.session import build_model
 
@@ -97,11 +106,16 @@ def _run(args) -> int:
         export_kind(args.export)  # reject a bad extension before any computation
     elif sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise ViewerError("no display for a window (DISPLAY is not set); use --export out.png to render headless")
+    class_names = _class_names(args.class_names)
+    from viewer.colormaps import labels_legend_width
+
     style = Style(width=w, height=h, shading="flat" if args.flat else "lit", wireframe=args.wireframe,
                   arrows=args.arrows or args.vectors is not None, gauge_frames=args.gauge_frames,
-                  isolines=args.isolines, cmap=args.cmap, max_glyphs=args.glyphs)
+                  isolines=args.isolines, cmap=args.cmap, max_glyphs=args.glyphs,
+                  legend_width=labels_legend_width(w, h, class_names) if class_names else None)
     model = build_model(
-        args.mesh, scalar=args.scalar, labels=args.labels, feature=args.feature, model=args.model,
+        args.mesh, scalar=args.scalar, labels=args.labels, class_names=class_names,
+        feature=args.feature, model=args.model,
         layer=args.layer, channel=args.channel, source=args.source, deform=args.deform,
         frames=args.frames, vectors=args.vectors, rho=args.rho, style=style,
     )
@@ -116,3 +130,20 @@ def _run(args) -> int:
 
     show(model, fps=args.fps)
     return 0
+
+
+def _class_names(spec: str | None) -> list[str] | None:
+    """``--class-names``: a shipped model's classes, a file (one name per line) or ``a,b,c``."""
+    if spec is None:
+        return None
+    from meshgdl import pretrained
+
+    if spec in pretrained.names():
+        return list(pretrained.describe(spec)["class_names"])
+    p = Path(spec)
+    if p.is_file():
+        return [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if "," in spec:
+        return [t.strip() for t in spec.split(",")]
+    raise UsageError(f"--class-names {spec}: not a shipped model, a file or a comma-separated list")
+
