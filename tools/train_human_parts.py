@@ -29,6 +29,9 @@ Steps (each skipped when its output exists, so an interrupted run continues)::
    ``WORK/<model>_seed<S>/test.json`` (per-face, per-vertex accuracy, mIoU).
 3. ``export`` (GEM, seed ``--export-seed``): ``best.safetensors`` -> the shipped
    ``meshgdl/pretrained/human_parts.{safetensors,json}``.
+4. ``summary``: the benchmark table of every finished run in WORK -- per model, test
+   per-face / per-vertex accuracy and mIoU as mean +- std over seeds, the selected
+   epoch, training time, meshes/s and peak memory (from ``metrics.jsonl``).
 
 Models (``--model``): ``gem`` -- GEM-CNN U-Net (3 levels, gated non-linearity, HKS +
 HKS-gradient inputs, meshes scaled to unit area: invariant to rigid motion, scale,
@@ -91,7 +94,7 @@ MODELS = {
 }
 
 TRAIN = {
-    "epochs": 25,
+    "epochs": 15,
     "lr": 2e-3,
     "weight_decay": 1e-4,
     "batch_size": 4,
@@ -226,10 +229,46 @@ def export(work: Path, a) -> Path:
         metrics=metrics)
 
 
+def _mean_std(xs: list[float]) -> str:
+    a = np.asarray(xs, dtype=np.float64)
+    return f"{100 * a.mean():.1f} +- {100 * a.std(ddof=1) if len(a) > 1 else 0.0:.1f}"
+
+
+def summary(work: Path) -> dict:
+    """Print (and return) the benchmark table of the finished runs in ``work``."""
+    rows = {}
+    for model in sorted(MODELS):
+        runs = sorted(p for p in work.glob(f"{model}_seed*") if (p / "test.json").is_file())
+        if not runs:
+            continue
+        per = []
+        for r in runs:
+            t = json.loads((r / "test.json").read_text())
+            res = json.loads((r / "results.json").read_text())
+            hist = [json.loads(ln) for ln in (r / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+            per.append({"seed": int(r.name.rsplit("seed", 1)[1]), "face": t["face_accuracy"],
+                        "vertex": t["accuracy"], "miou": t["mean_iou"], "epoch": res["best"]["epoch"],
+                        "train_s": sum(h["train_seconds"] for h in hist),
+                        "meshes_s": float(np.median([h["meshes_per_second"] for h in hist])),
+                        "peak_mb": max(h["peak_memory_mb"] for h in hist)})
+        rows[model] = per
+        print(f"{model}: {len(per)} seeds ({', '.join(str(p['seed']) for p in per)})")
+        print(f"  test per-face accuracy {_mean_std([p['face'] for p in per])} %, per-vertex "
+              f"{_mean_std([p['vertex'] for p in per])} %, mIoU {_mean_std([p['miou'] for p in per])} "
+              "(x100)")
+        for p in per:
+            print(f"  seed {p['seed']}: face {100 * p['face']:.2f} %, vertex {100 * p['vertex']:.2f} %, "
+                  f"mIoU {p['miou']:.4f}, best epoch {p['epoch']}, training {p['train_s'] / 60:.1f} min, "
+                  f"{p['meshes_s']:.2f} meshes/s (median epoch), peak {p['peak_mb']:.0f} MiB")
+    write_text_atomic(work / "summary.json", json.dumps(rows, indent=1))
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("work", help="work folder (data, cache, runs); outside the repository")
-    p.add_argument("--steps", nargs="+", default=["data", "train", "export"], choices=["data", "train", "export"])
+    p.add_argument("--steps", nargs="+", default=["data", "train", "export"],
+                   choices=["data", "train", "export", "summary"])
     p.add_argument("--model", choices=sorted(MODELS), default="gem")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     p.add_argument("--seed", type=int, default=0, help="seed of the data step")
@@ -252,6 +291,8 @@ def main(argv=None) -> int:
                   f"{t['accuracy']:.4f}, mIoU {t['mean_iou']:.4f}", file=sys.stderr)
     if "export" in a.steps and a.model == "gem":
         export(work, a)
+    if "summary" in a.steps:
+        summary(work)
     return 0
 
 
