@@ -37,11 +37,16 @@ SPLITS = ROOT / "tools" / "splits"
 
 FEATURES = ["--model-option", 'in_features=["hks"]', "--model-option", "n_hks=16",
             "--model-option", "k_eig=128"]
-#: GEM-CNN configurations (the first is the reported one; see docs/benchmarks.md).
+#: GEM-CNN configurations (``gem`` is the reported one; ``gem_pool``, a two-level
+#: U-Net with gauge pooling, was tried on split 16; see docs/benchmarks.md).
 GEM = {
     "gem": ["--model", "gem", "--model-option", "unit_area=true",
             "--model-option", "hidden_irreps=16x0 + 16x1 + 16x2", "--model-option", "n_layers=4",
             "--lr", "2e-3"],
+    "gem_pool": ["--model", "gem", "--model-option", "unit_area=true",
+                 "--model-option", "hidden_irreps=16x0 + 16x1 + 16x2", "--model-option", "n_layers=2",
+                 "--model-option", "n_levels=2", "--model-option", "level_ratio=0.25",
+                 "--model-option", "coarse_k_eig=16", "--lr", "2e-3"],
 }
 DIFFUSION = {
     "dif": ["--model", "diffusion", "--model-option", "width=128", "--model-option", "n_layers=4",
