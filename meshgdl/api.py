@@ -112,7 +112,7 @@ def _raw_faces(mesh: Mesh):
 
 
 def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, working_vertices: int | None = None,
-            smooth: int = 2, stage: Callable[[str], None] | None = None):
+            smooth: int | None = None, stage: Callable[[str], None] | None = None):
     """Segment a mesh into parts with a shipped or trained model -> :class:`SegmentationResult`
     (a list of them for a batch).
 
@@ -122,7 +122,8 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
     :class:`~meshgdl.segmentation.Segmenter` (reused as is). ``device``: ``"cpu"``,
     ``"cuda[:N]"`` or ``"auto"``. ``working_vertices``: the model's working resolution
     (default: the model's). ``smooth``: rounds of neighbour majority vote on the input
-    mesh (0 = off). ``stage(name)``: called with ``"load"``, then ``"preprocess"``,
+    mesh (0 = off; default: the model's, see :attr:`Segmenter.smooth_iterations`).
+    ``stage(name)``: called with ``"load"``, then ``"preprocess"``,
     ``"predict"``, ``"transfer"`` for each mesh. Runs :func:`meshgdl.segmentation.segment`
     (any resolution, pose, scale, vertex order). Raises MeshError for an unusable
     mesh, CheckpointError for a bad model, TypeError for a non-mesh.
@@ -131,7 +132,7 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
     from meshgdl.segmentation import Segmenter, check_segmentable, load_segmenter
     from meshgdl.segmentation import segment as run_pipeline
 
-    if int(smooth) < 0:
+    if smooth is not None and int(smooth) < 0:
         raise ValueError(f"smooth must be >= 0, got {smooth}")
     say = stage or (lambda name: None)
     say("load")
@@ -144,7 +145,7 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
 
     out = []
     for m in meshes:
-        seg = run_pipeline(m, segmenter, smooth_iterations=int(smooth), stage=stage, raw_faces=_raw_faces(m))
+        seg = run_pipeline(m, segmenter, smooth_iterations=None if smooth is None else int(smooth), stage=stage, raw_faces=_raw_faces(m))
         out.append(SegmentationResult(
             vertex_labels=seg.file_vertex_labels, face_labels=seg.file_face_labels,
             probabilities=m.to_original_vertices(seg.probabilities, fill=np.nan),

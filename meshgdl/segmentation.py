@@ -51,6 +51,8 @@ from meshgdl.errors import MeshError
 from meshgdl.geometry.normals import face_areas, face_normals, vertex_areas, vertex_normals
 from meshgdl.io import Mesh
 
+#: Rounds of majority smoothing when the model description does not say.
+DEFAULT_SMOOTH_ITERATIONS = 2
 #: Working resolution used when a checkpoint does not say (no sidecar JSON).
 DEFAULT_WORKING_VERTICES = 2500
 #: Stages reported to a progress callback, in order.
@@ -601,6 +603,12 @@ class Segmenter:
     def n_classes(self) -> int:
         return int(self.config.n_classes)
 
+    @property
+    def smooth_iterations(self) -> int:
+        """Rounds of majority smoothing on the input mesh: the model description's
+        ``smooth_iterations`` (measured per model), else 2."""
+        return int(self.info.get("smooth_iterations", DEFAULT_SMOOTH_ITERATIONS))
+
     def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None) -> np.ndarray:
         """Class probabilities (k, C) float64 on the vertices of a working mesh."""
         import torch
@@ -698,7 +706,7 @@ def segment(
     mesh: Mesh,
     segmenter: Segmenter,
     *,
-    smooth_iterations: int = 2,
+    smooth_iterations: int | None = None,
     stage: Callable[[str], None] | None = None,
     raw_faces: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Segmentation:
@@ -712,7 +720,9 @@ def segment(
     majority label of their corners; without it they are labelled -1.
     """
     with _single_threaded_blas():
-        return _segment(mesh, segmenter, smooth_iterations, stage, raw_faces)
+        if smooth_iterations is None:
+            smooth_iterations = segmenter.smooth_iterations
+        return _segment(mesh, segmenter, int(smooth_iterations), stage, raw_faces)
 
 
 @contextlib.contextmanager

@@ -45,8 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--working-vertices", type=int, metavar="N",
                    help="working resolution in vertices (default: the model's, else 2500)")
-    p.add_argument("--smooth", type=int, default=2, metavar="ITERS",
-                   help="rounds of neighbour majority vote on the input mesh (default 2; 0 = off)")
+    p.add_argument("--smooth", type=int, default=None, metavar="ITERS",
+                   help="rounds of neighbour majority vote on the input mesh (default: the model's, else 2; 0 = off)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="summary format on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no notes on stderr")
     p.set_defaults(func=run)
@@ -99,7 +99,7 @@ def run(args) -> int:
     out = output_path(args.output, (".ply",)) if args.output else default_output(mesh_path)
     if args.working_vertices is not None and args.working_vertices < 16:
         raise UsageError(f"--working-vertices must be at least 16, got {args.working_vertices}")
-    if args.smooth < 0:
+    if args.smooth is not None and args.smooth < 0:
         raise UsageError(f"--smooth must be >= 0, got {args.smooth}")
     paths = output_paths(out)
     if mesh_path.exists():
