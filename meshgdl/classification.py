@@ -31,6 +31,7 @@ import numpy as np
 
 from meshgdl.errors import CheckpointError, MeshError
 from meshgdl.io import Mesh
+from meshgdl.pretrained import LoadedModel
 from meshgdl.segmentation import (
     WorkingMesh,
     _single_threaded_blas,
@@ -44,42 +45,17 @@ STAGES = ("preprocess", "predict")
 
 
 @dataclass
-class Classifier:
-    """A classification model ready to run, and what :func:`classify` needs to know.
-
-    ``working_vertices``: the resolution the model was trained at (``None``: use the
-    mesh's own); ``area``: total area of the working mesh; ``info``: the checkpoint's
-    sidecar JSON (``trained_on``, ``class_names``, ``working_vertices``...) or ``{}``.
+class Classifier(LoadedModel):
+    """A classification model ready to run (:class:`meshgdl.pretrained.LoadedModel`:
+    ``predict(V, F)`` gives ``(C,)`` probabilities of a working mesh), and what
+    :func:`classify` needs to know: ``working_vertices``, the resolution the model was
+    trained at (``None``: use the mesh's own); ``area``: total area of the working
+    mesh; ``info``: the checkpoint's sidecar JSON (``trained_on``, ``class_names``,
+    ``working_vertices``...) or ``{}``.
     """
 
-    model: object
-    config: object
-    class_names: list
-    working_vertices: int | None
-    area: float
-    path: str
-    device: str
-    info: dict = field(default_factory=dict)
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.config.n_classes)
-
-    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None) -> np.ndarray:
-        """Class probabilities ``(C,) float64`` (summing to 1) of the working mesh
-        ``V (k, 3) float64, F (l, 3) int64``."""
-        import torch
-
-        from meshgdl.nn.models import collate_samples, prepare
-
-        sample = prepare(V, F, self.config, cache_dir=cache_dir)
-        with torch.no_grad():
-            batch = collate_samples([sample], device=self.device, dtype=torch.float32)
-            logits = self.model(batch)
-            probs = torch.softmax(logits.double(), dim=-1).cpu().numpy().reshape(-1)
-        if probs.shape != (self.n_classes,) or not np.all(np.isfinite(probs)):
-            raise RuntimeError(f"model returned unusable output of shape {tuple(probs.shape)}")
-        return probs
+    working_vertices: int | None = None
+    area: float = 1.0
 
 
 def load_classifier(name_or_path: str | os.PathLike | None = None, device: str | None = "cpu",
@@ -105,7 +81,7 @@ def load_classifier(name_or_path: str | os.PathLike | None = None, device: str |
         raise CheckpointError(f"{lm.path}: working area must be > 0, got {area}")
     return Classifier(model=lm.model, config=lm.config, class_names=list(lm.class_names),
                       working_vertices=None if nw is None else int(nw), area=area, path=lm.path,
-                      device=dev, info=lm.info)
+                      device=dev, info=lm.info, checkpoint=lm.checkpoint)
 
 
 @dataclass

@@ -50,6 +50,7 @@ from scipy.sparse.csgraph import connected_components
 from meshgdl.errors import MeshError
 from meshgdl.geometry.normals import face_areas, face_normals, vertex_areas, vertex_normals
 from meshgdl.io import Mesh
+from meshgdl.pretrained import LoadedModel
 
 #: Rounds of majority smoothing when the model description does not say.
 DEFAULT_SMOOTH_ITERATIONS = 2
@@ -583,46 +584,22 @@ def face_majority(F: np.ndarray, labels: np.ndarray, scores: np.ndarray | None =
 
 
 @dataclass
-class Segmenter:
-    """A segmentation model ready to run, with what ``meshgdl segment`` needs to know.
-
-    ``info`` is the checkpoint's sidecar JSON (``<checkpoint>.json``) when present
-    (``trained_on``, ``class_names``, ``working_vertices``, ``area``...), else ``{}``.
+class Segmenter(LoadedModel):
+    """A segmentation model ready to run (:class:`meshgdl.pretrained.LoadedModel`:
+    ``predict(V, F)`` gives ``(k, C)`` probabilities on a working mesh), with what
+    ``meshgdl segment`` needs to know: the ``working_vertices`` and total ``area`` of
+    the working mesh. ``info`` is the checkpoint's sidecar JSON (``trained_on``,
+    ``class_names``, ``working_vertices``, ``area``...), else ``{}``.
     """
 
-    model: object
-    config: object
-    class_names: list
-    working_vertices: int
-    area: float
-    path: str
-    device: str
-    info: dict = field(default_factory=dict)
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.config.n_classes)
+    working_vertices: int = DEFAULT_WORKING_VERTICES
+    area: float = 1.0
 
     @property
     def smooth_iterations(self) -> int:
         """Rounds of majority smoothing on the input mesh: the model description's
         ``smooth_iterations`` (measured per model), else 2."""
         return int(self.info.get("smooth_iterations", DEFAULT_SMOOTH_ITERATIONS))
-
-    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None) -> np.ndarray:
-        """Class probabilities (k, C) float64 on the vertices of a working mesh."""
-        import torch
-
-        from meshgdl.nn.models import collate_samples, prepare
-
-        sample = prepare(V, F, self.config, cache_dir=cache_dir)
-        with torch.no_grad():
-            batch = collate_samples([sample], device=self.device, dtype=torch.float32)
-            logits = self.model(batch)
-            probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
-        if probs.shape != (len(V), self.n_classes) or not np.all(np.isfinite(probs)):
-            raise RuntimeError(f"model returned unusable output of shape {probs.shape}")
-        return probs
 
 
 def resolve_device(device: str | None) -> str:
@@ -660,7 +637,8 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "
     if nw < 16:
         raise MeshError(f"working resolution must be at least 16 vertices, got {nw}")
     return Segmenter(model=lm.model, config=lm.config, class_names=lm.class_names, working_vertices=nw,
-                     area=float(info.get("area", 1.0)), path=lm.path, device=dev, info=info)
+                     area=float(info.get("area", 1.0)), path=lm.path, device=dev, info=info,
+                     checkpoint=lm.checkpoint)
 
 
 # ----------------------------------------------------------------------------- pipeline

@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from meshgdl.errors import CheckpointError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
@@ -124,6 +126,23 @@ class LoadedModel:
     @property
     def n_classes(self) -> int:
         return int(self.config.n_classes)
+
+    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None) -> np.ndarray:
+        """Class probabilities of the network on one mesh ``V (k, 3) float64, F (l, 3)
+        int64`` (its geometry computed by :func:`meshgdl.nn.models.prepare`): ``(k, C)
+        float64`` per vertex for segmentation, ``(C,)`` for classification; rows sum to 1."""
+        import torch
+
+        from meshgdl.nn.models import collate_samples, prepare
+
+        sample = prepare(V, F, self.config, cache_dir=cache_dir)
+        with torch.no_grad():
+            batch = collate_samples([sample], device=self.device, dtype=torch.float32)
+            probs = torch.softmax(self.model(batch).double(), dim=-1).cpu().numpy()
+        want = (len(V), self.n_classes) if self.task == "segmentation" else (1, self.n_classes)
+        if probs.shape != want or not np.all(np.isfinite(probs)):
+            raise RuntimeError(f"model returned unusable output of shape {tuple(probs.shape)}")
+        return probs if self.task == "segmentation" else probs[0]
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, task: str | None = None,
