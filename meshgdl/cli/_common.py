@@ -111,13 +111,3 @@ def colormap(values: np.ndarray, invalid_rgb=(0.6, 0.6, 0.6)) -> np.ndarray:
         f = (x - i)[:, None]
         out[ok] = _RAMP[i] * (1 - f) + _RAMP[i + 1] * f
     return np.round(out * 255).astype(np.uint8)
-
-
-def components(F: np.ndarray, n: int) -> np.ndarray:
-    """(n,) connected-component label of every vertex (through shared faces)."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
-    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]]])
-    g = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    return connected_components(g, directed=False)[1]
