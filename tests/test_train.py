@@ -193,13 +193,15 @@ def test_training_reduces_loss_and_writes_run(seg_root, tmp_path):
 
 
 def test_resume_is_exact(seg_root, tmp_path):
-    from meshgdl.train.loop import train
+    from meshgdl.train.loop import run_finished, train
 
     train(_cfg(seg_root, tmp_path), tmp_path / "straight", api=TinyAPI)
     train(_cfg(seg_root, tmp_path, stop_after=2), tmp_path / "split", api=TinyAPI)
     half = _weights(tmp_path / "split" / "last.safetensors")
+    # results.json exists after every epoch; only its flag says the run is complete
+    assert (tmp_path / "split" / "results.json").is_file() and not run_finished(tmp_path / "split")
     res = train(_cfg(seg_root, tmp_path), tmp_path / "split", resume=True, api=TinyAPI)
-    assert res["epochs_done"] == 4
+    assert res["epochs_done"] == 4 and run_finished(tmp_path / "split")
     a = _weights(tmp_path / "straight" / "last.safetensors")
     b = _weights(tmp_path / "split" / "last.safetensors")
     assert a.keys() == b.keys()

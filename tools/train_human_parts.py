@@ -164,13 +164,15 @@ def run_training(work: Path, a, seed: int) -> Path:
     cfg_path = work / f"{a.model}_config.json"
     write_text_atomic(cfg_path, json.dumps(train_config(a), indent=1))
     out = work / f"{a.model}_seed{seed}"
-    if (out / "results.json").exists() and (out / "test.json").exists():
+    from meshgdl.train.loop import run_finished
+
+    if run_finished(out) and (out / "test.json").exists():
         return out
     cmd = [sys.executable, "-m", "meshgdl", "train", "--config", str(cfg_path), "--dataset", str(work / "data"),
            "--out", str(out), "--cache-dir", str(work / "cache"), "--seed", str(seed), "--no-progress"]
     if (out / "last.safetensors").exists():
         cmd.append("--resume")
-    if not (out / "results.json").exists():
+    if not run_finished(out):
         print("train: OMP_NUM_THREADS=1 " + " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True, cwd=ROOT, env=_env())
     ev = [sys.executable, "-m", "meshgdl", "eval", str(out), "--dataset", "human_seg", "--split", "test",

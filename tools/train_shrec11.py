@@ -138,18 +138,11 @@ def train_options(data: Path, epochs: int) -> list[str]:
             + ["--val-fraction", "0"])
 
 
-def _finished(rd: Path) -> bool:
-    """Has the training run in ``rd`` done all its epochs? (``results.json`` is
-    rewritten after every epoch; its ``finished`` flag says.)"""
-    try:
-        return bool(json.loads((rd / "results.json").read_text()).get("finished"))
-    except (OSError, ValueError):
-        return False
-
-
 def run_training(work: Path, cache: str, epochs: int) -> None:
+    from meshgdl.train.loop import run_finished
+
     rd = work / "run"
-    if _finished(rd):
+    if run_finished(rd):
         return
     cmd = [sys.executable, "-m", "meshgdl", "train", "--out", str(rd), "--cache-dir", cache]
     cmd += ["--resume"] if (rd / "last.safetensors").exists() else train_options(work / "data", epochs)

@@ -290,6 +290,15 @@ def _split_train_val(n: int, cfg: TrainConfig, seed: int) -> tuple[list[int], li
     return train, val
 
 
+def run_finished(run_dir: str | os.PathLike) -> bool:
+    """Has the run in ``run_dir`` done all its epochs? (``results.json`` is rewritten
+    after every epoch; its ``finished`` flag says.)"""
+    try:
+        return bool(json.loads((Path(run_dir) / "results.json").read_text()).get("finished"))
+    except (OSError, ValueError):
+        return False
+
+
 def _compact(m: dict) -> dict:
     keep = ("loss", "accuracy", "mean_iou", "mean_class_accuracy", "count")
     return {k: m[k] for k in keep if k in m}

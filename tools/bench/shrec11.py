@@ -123,15 +123,6 @@ def _py() -> list[str]:
     return [os.environ.get("PY", sys.executable), "-m", "meshgdl"]
 
 
-def _finished(rd: Path) -> bool:
-    """Has the training run in ``rd`` done all its epochs? (``results.json`` is
-    rewritten after every epoch; its ``finished`` flag says.)"""
-    try:
-        return bool(json.loads((rd / "results.json").read_text()).get("finished"))
-    except (OSError, ValueError):
-        return False
-
-
 def run_one(name: str, opts: list[str], runs_dir: Path, cache: str) -> None:
     rd = runs_dir / name
     if name == "s16_gem_aug":
@@ -143,7 +134,9 @@ def run_one(name: str, opts: list[str], runs_dir: Path, cache: str) -> None:
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env.setdefault(k, "1")
     log = open(runs_dir / f"{name}.log", "a")
-    if not _finished(rd):
+    from meshgdl.train.loop import run_finished
+
+    if not run_finished(rd):
         cmd = _py() + ["train", "--out", str(rd), "--cache-dir", cache]
         cmd += ["--resume"] if (rd / "last.safetensors").exists() else opts
         print(f"{name}: {' '.join(cmd)}", file=sys.stderr, flush=True)
