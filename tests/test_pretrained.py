@@ -5,7 +5,6 @@ the dataset folder is present)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +148,31 @@ def test_human_parts_on_benchmark_test_meshes_and_invariances():
         other = segment(Mesh.from_arrays(V2, inv[it.F]), seg)
         assert np.mean(other.labels[inv] == base.labels) > 0.99
     assert np.mean(accs) > 0.85, accs
+
+
+def test_components_go_through_the_model_separately():
+    """A loose piece must not change a body's labels: per-mesh normalisations (instance
+    norm, unit area, spectrum-relative HKS) would otherwise mix the two surfaces."""
+    from meshes import icosphere
+
+    from meshgdl.segmentation import MIN_MODEL_VERTICES, load_segmenter, predict_by_component
+
+    seg = load_segmenter("human_parts" if HUMAN.is_file() else "figure_parts")
+    Vb, Fb = icosphere(3)
+    Vb = Vb * np.array([0.3, 0.3, 1.0])  # an elongated body
+    Vs, Fs = icosphere(2)  # a second, large enough piece
+    Vt, Ft = icosphere(1)  # too small for the model
+    assert len(Vt) < MIN_MODEL_VERTICES <= len(Vs)
+    V = np.vstack([Vb, 0.2 * Vs + [3.0, 0, 0], 0.1 * Vt + [0, 0, 1.12]])
+    F = np.vstack([Fb, Fs + len(Vb), Ft + len(Vb) + len(Vs)])
+    p = predict_by_component(seg, V, F)
+    np.testing.assert_allclose(p[: len(Vb)], seg.predict(Vb, Fb), atol=1e-6)
+    np.testing.assert_allclose(p[len(Vb): len(Vb) + len(Vs)], seg.predict(0.2 * Vs + [3.0, 0, 0], Fs), atol=1e-6)
+    # the tiny piece above the body's top takes the body's probabilities there:
+    # interpolated from body vertices near the top, so within their range per class
+    tiny = p[len(Vb) + len(Vs):]
+    np.testing.assert_allclose(tiny.sum(1), 1.0, atol=1e-9)
+    near = p[: len(Vb)][Vb[:, 2] > 0.85]
+    assert (tiny >= near.min(0) - 1e-9).all() and (tiny <= near.max(0) + 1e-9).all()
+    # one component: exactly the model on the mesh
+    np.testing.assert_array_equal(predict_by_component(seg, Vb, Fb), seg.predict(Vb, Fb))

@@ -10,7 +10,11 @@ pipeline as ``meshgdl segment`` (:func:`meshgdl.segmentation.segment`):
 * ``remesh_5k`` / ``remesh_50k`` / ``remesh_200k``: Loop-subdivided until finer than the
   target, then decimated to about 5k / 50k / 200k faces by ``fast_simplification``
   (another tool's quadric decimation: a triangulation unrelated to the original);
-* ``noise``: Gaussian noise of 0.5 % of the mean edge length on every vertex.
+* ``noise``: Gaussian noise of 0.5 % of the mean edge length on every vertex;
+* ``holes``: remeshed to ~20k faces, then 12 holes of radius 4 mean edge lengths cut
+  at random places (like a scan's missing patches; a hole may cut off a hand);
+* ``pieces``: remeshed to ~20k faces plus a loose sphere beside the body (3 % of the
+  body's height, ~2 % of the area; like a scanned prop) -- scored on the body only.
 
 Scores per transformed set: **per-face accuracy** against the ground truth carried
 over from the original by closest surface point (a face's label, true or predicted,
@@ -39,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-SETS = ("original", "rotated", "remesh_5k", "remesh_50k", "remesh_200k", "noise")
+SETS = ("original", "rotated", "remesh_5k", "remesh_50k", "remesh_200k", "noise", "holes", "pieces")
 TARGET_FACES = {"remesh_5k": 5_000, "remesh_50k": 50_000, "remesh_200k": 200_000}
 
 
@@ -59,18 +63,36 @@ def remesh(V, F, n_faces: int):
 
 
 def transformed(name: str, V, F, rng):
+    """``(V', F', n_body)`` of the set ``name``: the first ``n_body`` vertices are the
+    body's (``pieces`` appends the loose sphere after them)."""
     from meshgdl.data.transforms import random_rotation_matrix
 
+    if name in ("holes", "pieces"):
+        V, F = remesh(V, F, 20_000)
+        e = float(np.linalg.norm(V[F[:, 0]] - V[F[:, 1]], axis=1).mean())
+        if name == "holes":
+            centres = V[rng.choice(len(V), 12, replace=False)]
+            mid = V[F].mean(axis=1)
+            keep = np.ones(len(F), dtype=bool)
+            for c in centres:
+                keep &= np.linalg.norm(mid - c, axis=1) > 4 * e
+            return V, F[keep], len(V)
+        import trimesh
+
+        ball = trimesh.creation.icosphere(2, radius=0.03 * float(np.ptp(V, axis=0).max()))
+        Vb = np.asarray(ball.vertices) + V.max(axis=0) + 0.1 * float(np.ptp(V, axis=0).max())
+        return np.vstack([V, Vb]), np.vstack([F, np.asarray(ball.faces) + len(V)]), len(V)
     if name == "original":
-        return V, F
+        return V, F, len(V)
     if name == "rotated":
         R = random_rotation_matrix(rng)
         s = float(np.exp(rng.uniform(np.log(0.01), np.log(100.0))))
-        return (V @ R.T) * s + rng.uniform(-10, 10, 3), F
+        return (V @ R.T) * s + rng.uniform(-10, 10, 3), F, len(V)
     if name == "noise":
         e = float(np.linalg.norm(V[F[:, 0]] - V[F[:, 1]], axis=1).mean())
-        return V + rng.normal(scale=0.005 * e, size=V.shape), F
-    return remesh(V, F, TARGET_FACES[name])
+        return V + rng.normal(scale=0.005 * e, size=V.shape), F, len(V)
+    Vr, Fr = remesh(V, F, TARGET_FACES[name])
+    return Vr, Fr, len(Vr)
 
 
 def face_scores(F, pred_v, true_v, n_cls):
@@ -136,7 +158,7 @@ def main(argv=None) -> int:
         it = ds[i]
         base = segment(Mesh.from_arrays(it.V, it.F), seg_model).labels
         for s in a.sets:
-            Vt, Ft = transformed(s, it.V, it.F, rng)
+            Vt, Ft, n_body = transformed(s, it.V, it.F, rng)
             m = Mesh.from_arrays(Vt, Ft)
             t0 = time.perf_counter()
             res = segment(m, seg_model)
@@ -144,9 +166,14 @@ def main(argv=None) -> int:
             faces[s].append(len(m.F))
             same_vertices = s in ("original", "rotated", "noise")
             truth = it.y if same_vertices else nearest_surface_labels(m.V, it.V, it.F, it.y)
-            back = res.labels if same_vertices else nearest_surface_labels(it.V, m.V, m.F, res.labels)
-            cm_face[s] += face_scores(m.F, res.labels, truth, n_cls)
-            cm_vert[s] += confusion_matrix(res.labels, truth, n_cls)
+            # score the body only (``pieces`` adds a loose sphere after the body's vertices)
+            body = np.zeros(m.n_vertices, dtype=bool)
+            kept = m.orig_to_new[:n_body]
+            body[kept[kept >= 0]] = True
+            fb = m.F[body[m.F].all(axis=1)]
+            back = res.labels if same_vertices else nearest_surface_labels(it.V, m.V, fb, res.labels)
+            cm_face[s] += face_scores(fb, res.labels, truth, n_cls)
+            cm_vert[s] += confusion_matrix(res.labels[body], truth[body], n_cls)
             agree[s].append(float(np.mean(back == base)))
             if s == "remesh_200k" and big is None:
                 big = (Vt, Ft)
