@@ -216,6 +216,45 @@ def _subdivide_to(V: np.ndarray, F: np.ndarray, n_min: float) -> tuple[np.ndarra
     return V, F
 
 
+def fill_holes(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Close every simple boundary loop with a fan around a new vertex at its centroid.
+
+    V: (n, 3) float64, F: (m, 3) int64 -> (n + loops, 3), (m + boundary edges, 3); the
+    first n vertices and m faces are the input's, orientation is kept. Loops through a
+    vertex with several outgoing boundary edges (non-manifold boundaries) stay open.
+    """
+    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
+    n = len(V)
+    key = e[:, 0] * n + e[:, 1]
+    rev = e[:, 1] * n + e[:, 0]
+    b = e[~np.isin(rev, key)]  # directed boundary edges a -> b
+    if len(b) == 0:
+        return V, F
+    out_deg = np.bincount(b[:, 0], minlength=n)
+    nxt = np.full(n, -1, dtype=np.int64)
+    nxt[b[:, 0]] = b[:, 1]
+    seen = np.zeros(n, dtype=bool)
+    newV, newF = [V], [F]
+    k = n
+    for start in b[:, 0]:
+        if seen[start]:
+            continue
+        loop, v, ok = [], int(start), True
+        while not seen[v]:
+            seen[v] = True
+            loop.append(v)
+            ok &= out_deg[v] == 1 and nxt[v] >= 0
+            v = int(nxt[v]) if nxt[v] >= 0 else v
+        if not ok or v != start or len(loop) < 3:
+            continue
+        loop = np.asarray(loop)
+        newV.append(V[loop].mean(axis=0, keepdims=True))
+        # the boundary edge a -> b belongs to a face; its fill triangle runs b -> a
+        newF.append(np.stack([np.roll(loop, -1), loop, np.full(len(loop), k)], axis=1))
+        k += 1
+    return np.concatenate(newV), np.concatenate(newF).astype(np.int64)
+
+
 def relax_slivers(V: np.ndarray, F: np.ndarray, rel_area: float = 1e-3, iterations: int = 10) -> np.ndarray:
     """Move the vertices of sliver triangles (area below ``rel_area`` times the mean)
     half-way to their neighbours' centroid within their tangent plane, until none
@@ -305,13 +344,15 @@ def working_mesh(
     area: float = 1.0,
     min_component_share: float = 0.01,
     keep_range: tuple[float, float] = (0.6, 1.25),
+    fill: bool = False,
 ) -> WorkingMesh:
     """Bring a cleaned mesh to the model's working resolution and normalised pose/scale.
 
     V: (n, 3) float64, F: (m, 3) int64 (a cleaned mesh, e.g. ``Mesh.V, Mesh.F``).
     n_target: working vertex count. area: total area after scaling (squared units of
     the working mesh). Components with less than ``min_component_share`` of the
-    area are left out (the largest is always kept). Raises MeshError if the surface
+    area are left out (the largest is always kept). ``fill``: close the working mesh's
+    holes (:func:`fill_holes`). Raises MeshError if the surface
     has (almost) no area.
     """
     V = np.ascontiguousarray(V, dtype=np.float64)
@@ -353,6 +394,12 @@ def working_mesh(
                                      min_component_share)
     if not keep_w.all():
         clean = Mesh.from_arrays(clean.V, clean.F[keep_w[clean.F[:, 0]]], name="working mesh")
+    if fill:
+        # Models are trained on closed surfaces; a scan's holes open Neumann boundaries
+        # that change the spectrum (HKS) near them and split the coarse levels.
+        Vf, Ff = fill_holes(clean.V, clean.F)
+        if len(Ff) > clean.n_faces:
+            clean = Mesh.from_arrays(Vf, Ff, name="working mesh")
     if clean.n_vertices < 4:
         raise MeshError(f"the working mesh has only {clean.n_vertices} vertices")
     return WorkingMesh(V=clean.V, F=clean.F, center=center, scale=scale, kept=kept, method=method,
@@ -599,6 +646,12 @@ class Segmenter(LoadedModel):
     area: float = 1.0
 
     @property
+    def fill_holes(self) -> bool:
+        """Close the working mesh's holes before predicting: the model description's
+        ``fill_holes`` (measured per model), else False."""
+        return bool(self.info.get("fill_holes", False))
+
+    @property
     def smooth_iterations(self) -> int:
         """Rounds of majority smoothing on the input mesh: the model description's
         ``smooth_iterations`` (measured per model), else 2."""
@@ -762,7 +815,8 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces) -> Segmentati
 
     say("preprocess")
     t0 = time.perf_counter()
-    wm = working_mesh(mesh.V, mesh.F, segmenter.working_vertices, area=segmenter.area)
+    wm = working_mesh(mesh.V, mesh.F, segmenter.working_vertices, area=segmenter.area,
+                      fill=segmenter.fill_holes)
     times["preprocess"] = time.perf_counter() - t0
 
     say("predict")

@@ -511,3 +511,33 @@ def test_refuses_to_overwrite_the_input(tmp_path, capsys):
     rc, _, err = run(["segment", p, "-o", p, "--quiet"], capsys)
     assert_one_line_error(rc, err, "overwrite the input")
     assert p.read_bytes() == before
+
+
+def test_fill_holes_closes_simple_loops_and_keeps_orientation():
+    from meshgdl.segmentation import fill_holes
+
+    V, F = icosphere(3)
+    rng = np.random.default_rng(3)
+    mid = V[F].mean(axis=1)
+    keep = np.ones(len(F), dtype=bool)
+    for c in V[rng.choice(len(V), 4, replace=False)]:
+        keep &= np.linalg.norm(mid - c, axis=1) > 0.2  # four separate holes
+    Fh = F[keep]
+    V2, F2 = fill_holes(V, Fh)
+    np.testing.assert_array_equal(V2[: len(V)], V)
+    np.testing.assert_array_equal(F2[: len(Fh)], Fh)
+    # closed and consistently oriented: every directed edge appears once, its reverse once
+    e = np.concatenate([F2[:, [0, 1]], F2[:, [1, 2]], F2[:, [2, 0]]])
+    keys = e[:, 0] * len(V2) + e[:, 1]
+    assert len(np.unique(keys)) == len(keys)
+    assert np.isin(e[:, 1] * len(V2) + e[:, 0], keys).all()
+    added = len(V2) - len(V)
+    used = np.unique(Fh)
+    assert 1 <= added <= 4 and len(np.setdiff1d(np.arange(len(V)), used)) > 0
+    # outward normals: the filled sphere's signed volume is the icosphere's
+    def volume(V, F):
+        return float(np.einsum("ij,ij->i", V[F[:, 0]], np.cross(V[F[:, 1]], V[F[:, 2]])).sum() / 6)
+    assert volume(V2, F2) > 0.95 * volume(V, F) > 0
+    # a closed mesh is returned as it is
+    V3, F3 = fill_holes(V, F)
+    assert V3 is V and F3 is F
