@@ -34,6 +34,19 @@ def _each(mesh_like: Any, fn: Callable[[Mesh], Any]):
     return fn(as_mesh(mesh_like))
 
 
+def _checked_meshes(mesh_like: Any) -> tuple[bool, list[Mesh]]:
+    """``(is a batch, meshes)``, every mesh checked to have surface area first, so a bad
+    mesh of a batch fails before any model is loaded."""
+    from meshgdl.interop import as_mesh, as_meshes, is_batch
+    from meshgdl.segmentation import check_segmentable
+
+    batched = is_batch(mesh_like)
+    meshes = as_meshes(mesh_like) if batched else [as_mesh(mesh_like)]
+    for m in meshes:
+        check_segmentable(m)
+    return batched, meshes
+
+
 def _name(mesh: Mesh) -> str:
     return mesh.path or getattr(mesh, "source", "") or "the mesh"
 
@@ -128,24 +141,21 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
     (any resolution, pose, scale, vertex order). Raises MeshError for an unusable
     mesh, CheckpointError for a bad model, TypeError for a non-mesh.
     """
-    from meshgdl.interop import as_mesh, as_meshes, is_batch
-    from meshgdl.segmentation import Segmenter, check_segmentable, load_segmenter
+    from meshgdl.segmentation import Segmenter, load_segmenter
     from meshgdl.segmentation import segment as run_pipeline
 
     if smooth is not None and int(smooth) < 0:
         raise ValueError(f"smooth must be >= 0, got {smooth}")
     say = stage or (lambda name: None)
     say("load")
-    batched = is_batch(mesh_like)
-    meshes = as_meshes(mesh_like) if batched else [as_mesh(mesh_like)]
-    for m in meshes:
-        check_segmentable(m)
+    batched, meshes = _checked_meshes(mesh_like)
     segmenter = model if isinstance(model, Segmenter) else \
         load_segmenter(model, device=device, working_vertices=working_vertices)
 
     out = []
     for m in meshes:
-        seg = run_pipeline(m, segmenter, smooth_iterations=None if smooth is None else int(smooth), stage=stage, raw_faces=_raw_faces(m))
+        seg = run_pipeline(m, segmenter, smooth_iterations=None if smooth is None else int(smooth), stage=stage,
+                           raw_faces=_raw_faces(m))
         out.append(SegmentationResult(
             vertex_labels=seg.file_vertex_labels, face_labels=seg.file_face_labels,
             probabilities=m.to_original_vertices(seg.probabilities, fill=np.nan),
@@ -167,13 +177,8 @@ def classify(mesh_like: Any, model: Any = None, device: str | None = "cpu", *,
     """
     from meshgdl.classification import Classifier, load_classifier
     from meshgdl.classification import classify as run_pipeline
-    from meshgdl.interop import as_mesh, as_meshes, is_batch
-    from meshgdl.segmentation import check_segmentable
 
-    batched = is_batch(mesh_like)
-    meshes = as_meshes(mesh_like) if batched else [as_mesh(mesh_like)]
-    for m in meshes:
-        check_segmentable(m)
+    batched, meshes = _checked_meshes(mesh_like)
     classifier = model if isinstance(model, Classifier) else \
         load_classifier(model, device=device, working_vertices=working_vertices)
     out = [run_pipeline(m, classifier) for m in meshes]

@@ -294,27 +294,20 @@ _MODELS: dict = {}
 
 
 def load_trained_model(checkpoint_path: str | os.PathLike):
-    """``(model, config)`` from a ``meshgdl train`` checkpoint (file or run folder),
-    in eval mode; cached by path and modification time."""
+    """``(model, config)`` from a ``meshgdl train`` checkpoint (file or run folder) or a
+    shipped model name, in eval mode (:func:`meshgdl.pretrained.load_model`); cached by
+    path and modification time."""
     try:
-        from meshgdl.nn.models import ModelConfig, build_model
-        from meshgdl.train.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
+        from meshgdl.pretrained import load_model, resolve_model
     except ImportError as exc:  # the model code is optional for the rest of the viewer
         raise CheckpointError(f"model features need meshgdl's model code ({exc})") from None
 
-    p = resolve_checkpoint(checkpoint_path)
+    p = resolve_model(checkpoint_path)
     key = (str(p.resolve()), p.stat().st_mtime_ns)
     if key not in _MODELS:
-        ck = load_checkpoint(p)
-        try:
-            cfg = ModelConfig.from_dict(dict(ck.model_config))
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{p}: bad model config in checkpoint ({exc})") from None
-        model = build_model(cfg)
-        load_model_weights(model, ck)
-        model.eval()
+        lm = load_model(p)
         _MODELS.clear()  # one model at a time: they can be large
-        _MODELS[key] = (model, cfg)
+        _MODELS[key] = (lm.model, lm.config)
     return _MODELS[key]
 
 
