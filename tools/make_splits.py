@@ -46,10 +46,6 @@ SPLIT16_VAL_PER_CLASS = 2
 MESH_SUFFIXES = (".obj", ".off", ".ply", ".stl")
 
 
-def _read(p: Path) -> list[str]:
-    return [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-
-
 def _write(p: Path, names: list[str], header: str) -> None:
     from meshgdl.atomic import write_text_atomic
 
@@ -69,8 +65,10 @@ def human_val(name: str, adobe_rank: dict[str, int]) -> bool:
 
 
 def make_human_seg(data: Path, out: Path) -> None:
-    train = _read(data / "train.txt")
-    test = _read(data / "test.txt")
+    from meshgdl.data.datasets import read_list_file
+
+    train = read_list_file(data / "train.txt")
+    test = read_list_file(data / "test.txt")
     adobe = sorted(n for n in train if n.startswith("adobe__"))
     rank = {n: i for i, n in enumerate(adobe)}
     val = [n for n in train if human_val(n, rank)]

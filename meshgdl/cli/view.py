@@ -142,7 +142,9 @@ def _class_names(spec: str | None) -> list[str] | None:
         return list(pretrained.describe(spec)["class_names"])
     p = Path(spec)
     if p.is_file():
-        return [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        from meshgdl.data.datasets import read_list_file
+
+        return read_list_file(p)
     if "," in spec:
         return [t.strip() for t in spec.split(",")]
     raise UsageError(f"--class-names {spec}: not a shipped model, a file or a comma-separated list")

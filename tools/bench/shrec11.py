@@ -102,6 +102,7 @@ def prepare_augmented(runs_dir: Path) -> None:
     from train_shrec11 import make_data
 
     from meshgdl.atomic import write_text_atomic
+    from meshgdl.data.datasets import read_list_file
 
     aug = runs_dir / "aug"
     if not (aug / "data" / "recipe.json").exists():
@@ -110,7 +111,7 @@ def prepare_augmented(runs_dir: Path) -> None:
     src = SPLITS / "shrec11_split16"
 
     def entries(name):
-        return [ln.strip() for ln in (src / name).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        return read_list_file(src / name)
 
     train = [v for e in entries("train.txt")
              for v in [e] + [f"{e[:-4]}_r{k}.obj" for k in range(AUG_VARIANTS)]]
