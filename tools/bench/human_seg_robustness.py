@@ -131,6 +131,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch/BLAS threads for the timed CLI run")
     ap.add_argument("--repeat", type=int, default=3, help="timed CLI runs of the 200k-face mesh")
     ap.add_argument("--working-vertices", type=int, help="override the model's working resolution")
+    ap.add_argument("--smooth", type=int, metavar="ROUNDS",
+                    help="override the model's rounds of label smoothing (its smooth_iterations)")
+    ap.add_argument("--fill-holes", choices=["on", "off"], help="override the model's fill_holes")
     ap.add_argument("--max-meshes", type=int)
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args(argv)
@@ -144,6 +147,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(a.threads)
     seg_model = load_segmenter(a.model, device="cpu", working_vertices=a.working_vertices)
+    if a.fill_holes is not None:  # the pipeline reads it from the model description
+        seg_model.info = dict(seg_model.info, fill_holes=a.fill_holes == "on")
     ds = get_dataset("human_seg", "test", a.data_root)
     n_cls = seg_model.n_classes
     rng = np.random.default_rng(a.seed)
@@ -156,12 +161,12 @@ def main(argv=None) -> int:
     n = len(ds) if a.max_meshes is None else min(len(ds), a.max_meshes)
     for i in range(n):
         it = ds[i]
-        base = segment(Mesh.from_arrays(it.V, it.F), seg_model).labels
+        base = segment(Mesh.from_arrays(it.V, it.F), seg_model, smooth_iterations=a.smooth).labels
         for s in a.sets:
             Vt, Ft, n_body = transformed(s, it.V, it.F, rng)
             m = Mesh.from_arrays(Vt, Ft)
             t0 = time.perf_counter()
-            res = segment(m, seg_model)
+            res = segment(m, seg_model, smooth_iterations=a.smooth)
             secs[s].append(time.perf_counter() - t0)
             faces[s].append(len(m.F))
             same_vertices = s in ("original", "rotated", "noise")
@@ -181,7 +186,9 @@ def main(argv=None) -> int:
             f"{s} {np.trace(cm_face[s]) / max(cm_face[s].sum(), 1):.3f}" for s in a.sets), file=sys.stderr)
 
     rows = {}
-    print(f"\nmodel {seg_model.path}; {n} test meshes; per-face accuracy vs carried-over ground truth\n")
+    rounds = seg_model.smooth_iterations if a.smooth is None else a.smooth
+    print(f"\nmodel {seg_model.path}; {n} test meshes; smoothing rounds {rounds}, fill_holes "
+          f"{seg_model.fill_holes}; per-face accuracy vs carried-over ground truth\n")
     print(f"{'set':<12} {'faces (median)':>14} {'face acc':>9} {'vertex acc':>10} {'mIoU':>6} "
           f"{'agreement':>9} {'s/mesh':>7}")
     for s in a.sets:
