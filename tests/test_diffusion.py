@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from equivariance import assert_gauge_equivariant
 from meshes import icosphere
 from scipy.spatial.transform import Rotation
 
@@ -16,6 +15,7 @@ from meshgdl.geometry.gauges import compute_gauges
 from meshgdl.geometry.gradient import tangent_gradient
 from meshgdl.nn.diffusion import DiffusionBlock, DiffusionNet, SpatialGradientFeatures, spectral_diffusion
 from meshgdl.operators import collate, compute_operators
+from meshgdl.testing import assert_gauge_equivariant
 
 
 def bumpy_sphere(subdiv=2, seed=0, amp=0.05):

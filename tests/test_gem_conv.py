@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from equivariance import assert_gauge_equivariant, random_gauge, transform_features
 from meshes import icosphere
 
 from meshgdl.nn.gem_conv import GEMConv, GEMGeometry, clear_geometry_cache, radial_basis
 from meshgdl.nn.irreps import Irreps
+from meshgdl.testing import assert_gauge_equivariant, random_gauge, transform_features
 
 IN, OUT = "3x0 + 2x1 + 2x2", "2x0 + 3x1 + 1x3"
 DT = torch.float64

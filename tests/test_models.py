@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from equivariance import random_gauge, transform_features
 from meshes import icosphere
 from scipy.spatial.transform import Rotation
 
@@ -29,6 +28,7 @@ from meshgdl.nn.models import (
     collate_samples,
     prepare,
 )
+from meshgdl.testing import random_gauge, transform_features
 
 
 def blob(subdiv=2, seed=0):

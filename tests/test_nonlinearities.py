@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from equivariance import assert_gauge_equivariant, random_gauge, transform_features
 
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.nonlinearities import GatedNonlinearity, NormNonlinearity, RegularNonlinearity
+from meshgdl.testing import assert_gauge_equivariant, random_gauge, transform_features
 
 DT = torch.float64
 # frequencies 0..2, three channels each, terms deliberately interleaved

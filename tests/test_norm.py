@@ -1,9 +1,9 @@
 import pytest
 import torch
-from equivariance import assert_gauge_equivariant, transform_features
 
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.norm import EquivariantBatchNorm, EquivariantInstanceNorm
+from meshgdl.testing import assert_gauge_equivariant, transform_features
 
 DT = torch.float64
 IRR = "2x0 + 2x1 + 1x0 + 1x2"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from equivariance import assert_gauge_equivariant, random_gauge, transform_features
 from meshes import icosphere
 
 from meshgdl.geometry.gauges import compute_gauges
@@ -14,6 +13,7 @@ from meshgdl.geometry.normals import vertex_areas, vertex_normals
 from meshgdl.hierarchy import TorchPoolMap, decimate, tangent_jacobian, transport_angles
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.pooling import GaugePool, GaugeUnpool, global_pool, invariant_features
+from meshgdl.testing import assert_gauge_equivariant, random_gauge, transform_features
 
 IRREPS = Irreps("3x0 + 2x1 + 2x2 + 1x3")
 

@@ -1,8 +1,13 @@
-"""Shared gauge-equivariance checks for every layer's tests (in the spirit of e3nn's
-``assert_equivariant``).
+"""Gauge-equivariance checks for mesh layers, as e3nn ships ``assert_equivariant``.
 
-Gauge transformation law (see ``meshgdl.nn.irreps``): rotating every vertex's reference
-direction counter-clockwise by ``alpha_v`` changes
+Public API so that anyone writing a new layer tests it the same way the library's own
+layers are tested (it needs only torch, not pytest)::
+
+    from meshgdl.testing import assert_gauge_equivariant
+    assert_gauge_equivariant(conv, "8x0 + 4x1", "8x0 + 4x1", x, edge_index, theta, transport)
+
+Gauge transformation law (see :mod:`meshgdl.nn.irreps`): rotating every vertex's reference
+direction counter-clockwise by ``alpha_v`` (radians) changes
 
 * features:       ``f_v -> rho(-alpha_v) f_v``
 * log-map angles: ``theta_pq -> theta_pq - alpha_p``            (p = receiver, row 1)
@@ -11,7 +16,7 @@ direction counter-clockwise by ``alpha_v`` changes
 A layer is gauge equivariant iff ``layer(transformed inputs) = rho_out(-alpha) layer(inputs)``.
 Edges may join two different vertex sets (e.g. pooling from a fine to a coarse mesh): then
 ``alpha`` holds the source (input) vertices' angles and ``alpha_out`` the receivers'.
-Use float64 inputs so ``atol`` can be tight.
+Use float64 inputs so ``atol`` can be tight (float32 round-off is ~1e-6 relative).
 """
 
 from __future__ import annotations
@@ -32,12 +37,20 @@ __all__ = [
 
 
 def random_gauge(n: int, generator: Optional[torch.Generator] = None, dtype=torch.float64, device=None) -> torch.Tensor:
-    """Per-vertex gauge rotations ``alpha``: ``(n,)`` uniform in ``[-pi, pi)``."""
+    """Random per-vertex gauge rotations.
+
+    Returns ``alpha: (n,)`` angles in radians, uniform in ``[-pi, pi)``, of ``dtype`` on
+    ``device`` (drawn on the CPU from ``generator`` so a seed gives the same angles anywhere).
+    """
     return (torch.rand(n, generator=generator, dtype=dtype) * 2 - 1).mul_(math.pi).to(device)
 
 
 def transform_features(irreps: IrrepsLike, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """``rho(-alpha_v) x_v`` for features ``x: (n, dim)`` and angles ``alpha: (n,)``."""
+    """Express features in the rotated gauges: ``rho(-alpha_v) x_v`` per vertex.
+
+    ``x: (n, irreps.dim)`` features laid out as ``irreps``; ``alpha: (n,)`` gauge rotations
+    in radians. Returns a tensor of ``x``'s shape and dtype.
+    """
     return as_irreps(irreps).transform(x, -alpha.to(x.dtype))
 
 
@@ -53,9 +66,12 @@ def gauge_transform_inputs(
 ) -> dict:
     """Apply the gauge change ``alpha`` to whichever inputs are given.
 
-    ``alpha_target`` are the receivers' angles when edges (row 0 source, row 1 receiver)
-    point into another vertex set; defaults to ``alpha``. Returns a dict with keys
-    ``x``, ``theta``, ``transport`` (None where not given).
+    ``alpha: (n,)`` rotations of the source (input) vertices, radians. ``x: (n, irreps.dim)``
+    features (needs ``irreps``); ``edge_index: (2, E)`` long, row 0 source, row 1 receiver;
+    ``theta: (E,)`` log-map angles and ``transport: (E,)`` transport angles, radians.
+    ``alpha_target: (m,)`` are the receivers' angles when edges point into another vertex
+    set (defaults to ``alpha``). Returns a dict with keys ``x``, ``theta``, ``transport``
+    (each of its input's shape; None where not given). Angles are not wrapped to a range.
     """
     alpha_target = alpha if alpha_target is None else alpha_target
     out: dict = {"x": None, "theta": None, "transport": None}
@@ -93,6 +109,10 @@ def assert_gauge_equivariant(
     require_nonzero: bool = True,
 ) -> float:
     """Check ``fn`` against the gauge transformation law; return the largest error.
+
+    Shapes: ``x: (n, irreps_in.dim)``; ``edge_index: (2, E)`` (row 0 source in ``x``'s vertex
+    set, row 1 receiver in the output's); ``theta, transport, r: (E,)`` (angles in radians,
+    ``r`` in the mesh's length unit); ``fn`` must return ``(m, irreps_out.dim)``.
 
     ``fn`` is called as ``fn(x, **kwargs)`` when no geometry is given (non-linearities,
     norms), else ``fn(x, edge_index, theta, transport, r=r, **kwargs)`` (``r`` only if given;
