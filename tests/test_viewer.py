@@ -18,13 +18,13 @@ import pytest
 
 from meshes import grid, icosphere, torus
 from meshgdl.errors import MeshError
-from viewer.colormaps import (apply_colormap, colorbar_box, colormap_lut, label_colors, label_palette,
-                              legend_width)
-from viewer.deform import bend, deformation_frames, load_frame_folder, principal_axes, twist
-from viewer.features import (Feature, ViewerError, array_feature, coordinate_feature, labels_feature,
-                             load_labels_file, load_scalar_file, model_features)
-from viewer.scene import (Style, ViewerModel, glyph_segments, isoline_segments, parse_size,
-                          spread_subset, unique_edges)
+from meshgdl_viewer.colormaps import (apply_colormap, colorbar_box, colormap_lut, label_colors, label_palette,
+                                      legend_width)
+from meshgdl_viewer.deform import bend, deformation_frames, load_frame_folder, principal_axes, twist
+from meshgdl_viewer.features import (Feature, ViewerError, array_feature, coordinate_feature, labels_feature,
+                                     load_labels_file, load_scalar_file, model_features)
+from meshgdl_viewer.scene import (Style, ViewerModel, glyph_segments, isoline_segments, parse_size,
+                                  spread_subset, unique_edges)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def test_glyphs_point_along_gauge_angle():
 
 def test_scene_draws_rho_n_vectors_in_each_gauge_frame():
     from meshgdl.geometry.gauges import compute_gauges
-    from viewer.features import array_tangent
+    from meshgdl_viewer.features import array_tangent
 
     V, F = torus(24, 12)
     n = len(V)
@@ -184,7 +184,7 @@ def test_twist_and_bend_move_only_the_band():
 
 
 def test_intrinsic_features_stay_attached_while_coordinates_swim():
-    from viewer.features import geodesic_feature, hks_feature
+    from meshgdl_viewer.features import geodesic_feature, hks_feature
 
     V, F = _capsule_like(0.25)
     fr = deformation_frames(V, "twist", 3)  # rigid ends, sheared middle: near-isometric
@@ -291,7 +291,7 @@ def test_model_range_is_shared_by_frames_and_signs_are_aligned():
 # ------------------------------------------------------------------ rendering (EGL)
 @pytest.fixture(scope="module")
 def egl():
-    from viewer.render import OffscreenView, RenderUnavailable
+    from meshgdl_viewer.render import OffscreenView, RenderUnavailable
 
     try:
         v = OffscreenView(64, 64)
@@ -313,7 +313,7 @@ def _project(cam, P, w, h):
 
 
 def test_render_mesh_where_projected_background_elsewhere(egl):
-    from viewer.render import HeadlessRenderer
+    from meshgdl_viewer.render import HeadlessRenderer
 
     V, F = torus()
     st = Style(width=320, height=240, shading="flat", legend=False, caption=False)
@@ -338,7 +338,7 @@ def test_render_mesh_where_projected_background_elsewhere(egl):
 
 
 def test_channel_change_changes_colours_and_labels_use_palette(egl):
-    from viewer.render import HeadlessRenderer
+    from meshgdl_viewer.render import HeadlessRenderer
 
     V, F = torus()
     st = Style(width=240, height=200, shading="flat", legend=False, caption=False)
@@ -363,7 +363,7 @@ def test_channel_change_changes_colours_and_labels_use_palette(egl):
 
 
 def test_deformation_frames_render_differently_and_lit_shading_works(egl):
-    from viewer.render import HeadlessRenderer
+    from meshgdl_viewer.render import HeadlessRenderer
 
     V, F = _capsule_like()
     fr = deformation_frames(V, "bend", 3)
@@ -381,7 +381,7 @@ def test_deformation_frames_render_differently_and_lit_shading_works(egl):
 
 
 def test_colour_bar_in_legend_shows_map_ends(egl):
-    from viewer.render import HeadlessRenderer, layout
+    from meshgdl_viewer.render import HeadlessRenderer, layout
 
     V, F = icosphere(3)
     st = Style(width=320, height=240, cmap="viridis")
@@ -488,8 +488,8 @@ def test_cli_shows_every_layer_of_a_trained_model(egl, tmp_path, torus_obj, caps
 
     from meshgdl.nn.models import ModelConfig, build_model as build_net
     from meshgdl.train.checkpoint import save_checkpoint
-    from viewer.features import model_features, num_model_layers
-    from viewer.session import build_model
+    from meshgdl_viewer.features import model_features, num_model_layers
+    from meshgdl_viewer.session import build_model
 
     cfg = ModelConfig(kind="gem", n_classes=3, in_features=["hks"], k_eig=16, n_hks=4,
                       hidden_irreps="4x0 + 4x1", n_layers=1, n_samples=7)
@@ -521,7 +521,7 @@ def test_cli_shows_every_layer_of_a_trained_model(egl, tmp_path, torus_obj, caps
 
 
 def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
-    from viewer.render import ffmpeg_executable
+    from meshgdl_viewer.render import ffmpeg_executable
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = tmp_path / "a.mp4"
@@ -547,10 +547,10 @@ def test_window_opens_responds_to_actions_and_closes(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import numpy as np
         from meshes import torus
-        from viewer.app import ViewerWindow
-        from viewer.deform import deformation_frames
-        from viewer.features import coordinate_feature, array_feature
-        from viewer.scene import Style, ViewerModel
+        from meshgdl_viewer.app import ViewerWindow
+        from meshgdl_viewer.deform import deformation_frames
+        from meshgdl_viewer.features import coordinate_feature, array_feature
+        from meshgdl_viewer.scene import Style, ViewerModel
         V, F = torus(24, 12)
         m = ViewerModel(deformation_frames(V, "twist", 3), F,
                         [coordinate_feature(), array_feature(V[:, 2], "z")], Style(width=400, height=300))
@@ -592,7 +592,7 @@ def test_labels_legend_names_fit_and_cli_class_names(egl, tmp_path, torus_obj, c
     the names come from a shipped model, a file or a list."""
     from PIL import Image
 
-    from viewer.colormaps import labels_legend_width, labels_panel
+    from meshgdl_viewer.colormaps import labels_legend_width, labels_panel
 
     names = ["head", "lower_arm", "upper_leg"]
     w = labels_legend_width(320, 240, names)

@@ -1,5 +1,5 @@
-"""Interactive window (Open3D GUI): a thin shell over :class:`viewer.scene.ViewerModel`
-and :func:`viewer.render.to_o3d`, the same scene building the headless export uses.
+"""Interactive window (Open3D GUI): a thin shell over :class:`meshgdl_viewer.scene.ViewerModel`
+and :func:`meshgdl_viewer.render.to_o3d`, the same scene building the headless export uses.
 
 Keys (also listed in ``meshgdl view --help`` and shown in the window):
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.colormaps import legend_width
-from viewer.scene import ViewerModel
+from .colormaps import legend_width
+from .scene import ViewerModel
 
 KEY_HELP = [
     ("Up / Down", "next / previous channel"),
@@ -43,7 +43,7 @@ class ViewerWindow:
         import open3d.visualization.gui as gui
         import open3d.visualization.rendering as rendering
 
-        from viewer.render import fit_camera
+        from .render import fit_camera
 
         self.o3d, self.gui, self.rendering = o3d, gui, rendering
         self.model = model
@@ -100,7 +100,7 @@ class ViewerWindow:
 
     def refresh(self) -> None:
         """Rebuild the scene for the model's current state."""
-        from viewer.render import legend_image, to_o3d
+        from .render import legend_image, to_o3d
 
         scene = self.model.scene()
         sc = self.widget.scene
@@ -146,7 +146,7 @@ class ViewerWindow:
 
     def screenshot(self, path: str | Path | None = None) -> None:
         """Save the current view, with legend and caption, as a PNG (atomic write)."""
-        from viewer.render import _save_png, compose
+        from .render import _save_png, compose
 
         if path is None:
             i = 1

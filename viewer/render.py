@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from meshgdl.atomic import atomic_path
-from viewer.colormaps import (colorbar_panel, labels_panel, legend_width, srgb_to_linear,
-                              text_strip)
-from viewer.deform import principal_axes
-from viewer.features import ViewerError
-from viewer.scene import FrameScene, Style, ViewerModel
+
+from .colormaps import (colorbar_panel, labels_panel, legend_width, srgb_to_linear,
+                        text_strip)
+from .deform import principal_axes
+from .features import ViewerError
+from .scene import FrameScene, Style, ViewerModel
 
 
 class RenderUnavailable(RuntimeError):
@@ -234,7 +235,7 @@ def compose(views: list[np.ndarray], scene: FrameScene, style: Style, tags: list
     if tags:
         im = Image.fromarray(row)
         draw = ImageDraw.Draw(im)
-        from viewer.colormaps import _font, _ink
+        from .colormaps import _font, _ink
 
         font = _font(max(10, min(16, h // 24)))
         for i, tag in enumerate(tags):

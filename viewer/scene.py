@@ -3,7 +3,7 @@ frames, wireframe and the legend. Shared by the headless renderer and the window
 
 :class:`ViewerModel` holds the deformation frames, the feature list and the UI state
 (frame, feature, channel, toggles) and turns the current state into a
-:class:`FrameScene`; :mod:`viewer.render` only converts that to Open3D objects.
+:class:`FrameScene`; :mod:`meshgdl_viewer.render` only converts that to Open3D objects.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from viewer.colormaps import apply_colormap, label_colors
-from viewer.features import Feature, TangentFeature, ViewerError, gradient_tangent
+from .colormaps import apply_colormap, label_colors
+from .features import Feature, TangentFeature, ViewerError, gradient_tangent
 
 
 # ---------------------------------------------------------------- geometry of lines

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.deform import BUILTIN_DEFORMATIONS, deformation_frames, load_frame_folder
-from viewer.features import (Feature, ViewerError, array_feature, array_tangent, builtin_feature,
-                             labels_feature, load_labels_file, load_scalar_file, load_vectors_file,
-                             model_feature)
-from viewer.scene import Style, ViewerModel
+from .deform import BUILTIN_DEFORMATIONS, deformation_frames, load_frame_folder
+from .features import (Feature, ViewerError, array_feature, array_tangent, builtin_feature,
+                       labels_feature, load_labels_file, load_scalar_file, load_vectors_file,
+                       model_feature)
+from .scene import Style, ViewerModel
 
 BUILTIN_MESHES = ("capsule", "torus", "sphere", "bumpy")
 
@@ -138,7 +138,7 @@ def make_features(lm: LoadedMesh, *, scalar=None, labels=None, class_names=None,
         first.append(labels_feature(load_labels_file(labels, _as_mesh_like(lm)), Path(labels).stem, class_names))
     elif model is not None:
         # every layer, so next/previous feature walks through the network
-        from viewer.features import num_model_layers
+        from .features import num_model_layers
 
         n_layers = num_model_layers(model)
         if not -n_layers <= layer < n_layers:

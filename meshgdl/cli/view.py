@@ -17,7 +17,7 @@ from meshgdl.errors import UsageError
 
 
 def register(subparsers) -> None:
-    from viewer.app import KEY_HELP
+    from meshgdl_viewer.app import KEY_HELP
 
     p = subparsers.add_parser(
         "view",
@@ -73,8 +73,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from viewer.features import ViewerError
-    from viewer.render import RenderUnavailable
+    from meshgdl_viewer.features import ViewerError
+    from meshgdl_viewer.render import RenderUnavailable
 
     try:
         return _run(args)
@@ -84,12 +84,12 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from viewer.features import ViewerError
+    from meshgdl_viewer.features import ViewerError
 
     if args.class_names is not None and args.labels is None:
         raise UsageError("--class-names goes with --labels")
-    from viewer.scene import Style, parse_size
-    from viewer.session import build_model
+    from meshgdl_viewer.scene import Style, parse_size
+    from meshgdl_viewer.session import build_model
 
     w, h = parse_size(args.size)
     if args.fps <= 0:
@@ -101,13 +101,13 @@ def _run(args) -> int:
     if args.isolines is not None and args.isolines < 0:
         raise ViewerError(f"--isolines must be >= 0, got {args.isolines}")
     if args.export:
-        from viewer.render import export_kind
+        from meshgdl_viewer.render import export_kind
 
         export_kind(args.export)  # reject a bad extension before any computation
     elif sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise ViewerError("no display for a window (DISPLAY is not set); use --export out.png to render headless")
     class_names = _class_names(args.class_names)
-    from viewer.colormaps import labels_legend_width
+    from meshgdl_viewer.colormaps import labels_legend_width
 
     style = Style(width=w, height=h, shading="flat" if args.flat else "lit", wireframe=args.wireframe,
                   arrows=args.arrows or args.vectors is not None, gauge_frames=args.gauge_frames,
@@ -120,13 +120,13 @@ def _run(args) -> int:
         frames=args.frames, vectors=args.vectors, rho=args.rho, style=style,
     )
     if args.export:
-        from viewer.render import export
+        from meshgdl_viewer.render import export
 
         written = export(model, args.export, fps=args.fps)
         where = written[0] if len(written) == 1 else f"{len(written)} frames in {args.export}"
         print(f"wrote {where}")
         return 0
-    from viewer.app import show
+    from meshgdl_viewer.app import show
 
     show(model, fps=args.fps)
     return 0
