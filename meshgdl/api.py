@@ -38,12 +38,12 @@ def _checked_meshes(mesh_like: Any) -> tuple[bool, list[Mesh]]:
     """``(is a batch, meshes)``, every mesh checked to have surface area first, so a bad
     mesh of a batch fails before any model is loaded."""
     from meshgdl.interop import as_mesh, as_meshes, is_batch
-    from meshgdl.segmentation import check_segmentable
+    from meshgdl.data.working_mesh import check_surface_area
 
     batched = is_batch(mesh_like)
     meshes = as_meshes(mesh_like) if batched else [as_mesh(mesh_like)]
     for m in meshes:
-        check_segmentable(m)
+        check_surface_area(m)
     return batched, meshes
 
 

@@ -4,7 +4,7 @@ A user's mesh has whatever resolution, position, scale, orientation and vertex
 order its author left in it; a classifier was trained on meshes of one resolution.
 :func:`classify` bridges the two with the same machinery as ``meshgdl segment``:
 
-1. **working mesh** (:func:`meshgdl.segmentation.working_mesh`): small loose
+1. **working mesh** (:func:`meshgdl.data.working_mesh.working_mesh`): small loose
    components set aside, centred, scaled to total area ``area`` (default 1) and
    brought to about ``working_vertices`` vertices (quadric decimation when too fine,
    subdivision then decimation when too coarse, untouched within
@@ -31,14 +31,9 @@ import numpy as np
 
 from meshgdl.errors import CheckpointError, MeshError
 from meshgdl.io import Mesh
+from meshgdl.data.working_mesh import WorkingMesh, check_surface_area, working_mesh
 from meshgdl.pretrained import LoadedModel
-from meshgdl.segmentation import (
-    WorkingMesh,
-    _single_threaded_blas,
-    check_segmentable,
-    resolve_device,
-    working_mesh,
-)
+from meshgdl.threads import blas_threads
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("preprocess", "predict")
@@ -71,8 +66,7 @@ def load_classifier(name_or_path: str | os.PathLike | None = None, device: str |
     """
     from meshgdl.pretrained import load_model
 
-    dev = resolve_device(device)
-    lm = load_model(name_or_path, task="classification", device=dev)
+    lm = load_model(name_or_path, task="classification", device=device)
     nw = working_vertices if working_vertices is not None else lm.info.get("working_vertices")
     if nw is not None and int(nw) < 16:
         raise MeshError(f"working resolution must be at least 16 vertices, got {nw}")
@@ -81,7 +75,7 @@ def load_classifier(name_or_path: str | os.PathLike | None = None, device: str |
         raise CheckpointError(f"{lm.path}: working area must be > 0, got {area}")
     return Classifier(model=lm.model, config=lm.config, class_names=list(lm.class_names),
                       working_vertices=None if nw is None else int(nw), area=area, path=lm.path,
-                      device=dev, info=lm.info, checkpoint=lm.checkpoint)
+                      device=lm.device, info=lm.info, checkpoint=lm.checkpoint)
 
 
 @dataclass
@@ -128,9 +122,9 @@ def classify(mesh: Mesh, classifier: Classifier, *,
     surface area or whose input features cannot be computed.
     """
     say = stage or (lambda name: None)
-    check_segmentable(mesh)
+    check_surface_area(mesh)
     times: dict[str, float] = {}
-    with _single_threaded_blas():
+    with blas_threads(1):
         say("preprocess")
         t0 = time.perf_counter()
         n_target = classifier.working_vertices if classifier.working_vertices is not None else max(mesh.n_vertices, 16)

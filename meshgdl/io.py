@@ -34,6 +34,7 @@ import numpy as np
 
 from meshgdl.atomic import atomic_path
 from meshgdl.errors import MeshError
+from meshgdl.geometry.validation import check_arrays, check_finite
 
 SUPPORTED_EXTENSIONS = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
 #: Formats :func:`save_mesh` writes.
@@ -163,7 +164,7 @@ class Mesh:
             raise MeshError(f"{name}: faces must be an (m, k>=3) integer array, got {F.shape} {F.dtype}")
         V = V.astype(np.float64)
         n = len(V)
-        _check_finite(V, name)
+        check_finite(V, name)
         if F.size:
             bad = (F < 0) | (F >= n)
             if bad.any():
@@ -255,16 +256,6 @@ def _check_polygon_indices(name: str, idx: np.ndarray, lens: np.ndarray, n: int)
             f"but the file has {n} vertices (indices 0..{n - 1})"
         )
 
-def _check_finite(V: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(V)
-    if bad.any():
-        i = int(np.argmax(bad.any(axis=1)))
-        raise MeshError(
-            f"{name}: vertex {i} (0-based) has a non-finite coordinate {V[i].tolist()} "
-            f"({_plural(int(bad.any(axis=1).sum()), 'such vertex', 'such vertices')})"
-        )
-
-
 def _triangulate(idx: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fan-triangulate polygons given as flat indices + lengths.
 
@@ -300,7 +291,7 @@ def _group_rows(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _build_mesh(V, idx, lens, name, path, merge_vertices, process, warnings) -> Mesh:
     n_orig = len(V)
     n_poly = len(lens)
-    _check_finite(V, name)
+    check_finite(V, name)
     short = lens < 3
     if short.any():
         warnings.append(f"ignored {_plural(int(short.sum()), 'face')} with fewer than 3 vertices")
@@ -801,38 +792,6 @@ def _read_trimesh(p: Path, name: str, ext: str):
 # ----------------------------------------------------------------------------- validation
 
 
-def check_arrays(V, F, name: str = "mesh") -> tuple[np.ndarray, np.ndarray]:
-    """Check arrays passed directly to the library; return them as float64 / int64.
-
-    Raises MeshError for: wrong shapes, non-integer faces, no faces, non-finite
-    coordinates, indices out of range.
-    """
-    V = np.asarray(V)
-    F = np.asarray(F)
-    if V.ndim != 2 or V.shape[1] != 3:
-        raise MeshError(f"{name}: vertices must have shape (n, 3), got {V.shape}")
-    if not np.issubdtype(V.dtype, np.number) or np.iscomplexobj(V):
-        raise MeshError(f"{name}: vertices must be real numbers, got dtype {V.dtype}")
-    if F.ndim != 2 or F.shape[1] != 3:
-        raise MeshError(f"{name}: faces must have shape (m, 3), got {F.shape}")
-    if len(F) == 0:
-        raise MeshError(f"{name}: no faces (a point cloud?); a triangle mesh is needed")
-    if not np.issubdtype(F.dtype, np.integer):
-        raise MeshError(f"{name}: faces must be integers, got dtype {F.dtype}")
-    V = V.astype(np.float64, copy=False)
-    _check_finite(V, name)
-    n = len(V)
-    lo, hi = int(F.min()), int(F.max())
-    if lo < 0 or hi >= n:
-        bad = (F < 0) | (F >= n)
-        j = int(np.argmax(bad.any(axis=1)))
-        raise MeshError(
-            f"{name}: face {j} references vertex {int(F[j][bad[j]][0])}, "
-            f"but there are only {n} vertices (indices 0..{n - 1})"
-        )
-    return V, F.astype(np.int64, copy=False)
-
-
 @dataclass
 class MeshReport:
     """What :func:`validate` found. Counts refer to the arrays given (not a file).
@@ -891,6 +850,8 @@ def validate(V, F, name: str = "mesh") -> MeshReport:
     import scipy.sparse as sp  # imported here: keeps ``import meshgdl.io`` (and the CLI) fast
     from scipy.sparse.csgraph import connected_components
 
+    from meshgdl.geometry.topology import vertex_components, vertex_fan_counts
+
     V, F = check_arrays(V, F, name)
     n, m = len(V), len(F)
     referenced = np.zeros(n, dtype=bool)
@@ -930,18 +891,13 @@ def validate(V, F, name: str = "mesh") -> MeshReport:
         n_loops = 0
 
     # connected components over faces sharing a vertex
-    rows = np.repeat(np.arange(m), 3)
-    inc = sp.coo_matrix((np.ones(3 * m), (rows, F.ravel())), shape=(m, n)).tocsr()
-    adj = (inc.T @ inc).tocsr()
-    nc_all, comp = connected_components(adj, directed=False)
+    nc_all, comp = vertex_components(F, n)
     sizes = np.bincount(comp[referenced], minlength=nc_all)
     sizes = np.sort(sizes[sizes > 0])[::-1]
     n_components = int(len(sizes))
 
     # non-manifold vertices: the faces around a vertex must form one fan connected
-    # through edges that contain the vertex (imported here: keeps `meshgdl info` light).
-    from meshgdl.geometry.laplacian import vertex_fan_counts
-
+    # through edges that contain the vertex.
     fans = vertex_fan_counts(F, n)
     n_nm_vertices = int((fans > 1).sum())
 

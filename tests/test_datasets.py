@@ -14,11 +14,10 @@ from meshgdl.data.datasets import (
     MeshFolder,
     RNASegmentation,
     default_data_root,
-    face_to_vertex_labels,
     get_dataset,
-    vertex_to_face_labels,
     write_mesh_folder,
 )
+from meshgdl.data.labels import face_to_vertex_labels, vertex_to_face_labels
 from meshgdl.errors import DatasetError
 from meshgdl.io import save_mesh
 from meshes import grid, icosphere

@@ -9,7 +9,10 @@ import pytest
 from meshes import grid, icosphere
 from scipy.spatial.transform import Rotation
 
-import meshgdl.hierarchy as H
+import meshgdl.data.batching as B
+import meshgdl.data.hierarchy as H
+import meshgdl.geometry.gauges as G
+import meshgdl.geometry.remesh as RM
 from meshgdl.errors import MeshError
 from meshgdl.geometry.gauges import compute_gauges
 from meshgdl.geometry.gradient import tangent_gradient
@@ -32,7 +35,7 @@ def wrap(a):
 
 def test_decimate_sizes_and_parents():
     V, F = bumpy_sphere(3)
-    Vc, Fc, par = H.decimate(V, F, len(V) // 4)
+    Vc, Fc, par = RM.decimate(V, F, len(V) // 4)
     assert abs(len(Vc) - len(V) / 4) <= 0.1 * len(V) / 4
     assert Fc.min() >= 0 and Fc.max() < len(Vc)
     assert np.array_equal(np.unique(Fc), np.arange(len(Vc)))  # every coarse vertex is on a face
@@ -47,30 +50,30 @@ def test_decimate_sizes_and_parents():
 
 def test_decimate_nearest_parent_is_nearest():
     V, F = bumpy_sphere(3)
-    Vc, Fc, par = H.decimate(V, F, len(V) // 4, parent="nearest")
+    Vc, Fc, par = RM.decimate(V, F, len(V) // 4, parent="nearest")
     d = np.linalg.norm(V[:, None, :] - Vc[None, :, :], axis=2)
     assert np.array_equal(par, np.argmin(d, axis=1))
 
 
 def test_decimate_flat_grid_stays_flat():
     V, F = grid(12, 12, jitter=0.2)
-    Vc, Fc, par = H.decimate(V, F, 36)
+    Vc, Fc, par = RM.decimate(V, F, 36)
     assert np.abs(Vc[:, 2]).max() < 1e-12
     assert len(Vc) < 60 and par.max() < len(Vc)
 
 
 def test_decimate_independent_of_vertex_order_and_rigid_motion():
     V, F = bumpy_sphere(3, seed=1)
-    Vc, Fc, par = H.decimate(V, F, len(V) // 4)
+    Vc, Fc, par = RM.decimate(V, F, len(V) // 4)
     rng = np.random.default_rng(3)
     perm = rng.permutation(len(V))  # new vertex i is old vertex perm[i]
     inv = np.argsort(perm)
     Fp = inv[F][rng.permutation(len(F))]
-    Vc2, Fc2, par2 = H.decimate(V[perm], Fp, len(V) // 4)
+    Vc2, Fc2, par2 = RM.decimate(V[perm], Fp, len(V) // 4)
     assert np.array_equal(Vc, Vc2) and np.array_equal(Fc, Fc2)
     assert np.array_equal(par[perm], par2)
     R = Rotation.random(random_state=7).as_matrix()
-    Vc3, Fc3, par3 = H.decimate(V @ R.T + np.array([0.3, -1.0, 2.0]), F, len(V) // 4)
+    Vc3, Fc3, par3 = RM.decimate(V @ R.T + np.array([0.3, -1.0, 2.0]), F, len(V) // 4)
     assert np.array_equal(Fc, Fc3) and np.array_equal(par, par3)
     np.testing.assert_allclose(Vc3, Vc @ R.T + np.array([0.3, -1.0, 2.0]), atol=1e-10)
 
@@ -78,9 +81,9 @@ def test_decimate_independent_of_vertex_order_and_rigid_motion():
 def test_decimate_rejects_too_small_target():
     V, F = icosphere(1)
     with pytest.raises(MeshError, match="minimum"):
-        H.decimate(V, F, 3)
+        RM.decimate(V, F, 3)
     with pytest.raises(ValueError, match="parent"):
-        H.decimate(V, F, 12, parent="closest")
+        RM.decimate(V, F, 12, parent="closest")
 
 
 # --------------------------------------------------------------------------- transport angles
@@ -98,7 +101,7 @@ def _frames(angles, normals):
 
 def _angles(Ff, Fc, par):
     """Transport angles for orthonormal frames (rows e1, e2 = Jacobian, row 3 = normal)."""
-    return H.transport_angles(Ff[:, :2], Ff[:, 2], Fc[:, :2], Fc[:, 2], par)
+    return G.transport_angles(Ff[:, :2], Ff[:, 2], Fc[:, :2], Fc[:, 2], par)
 
 
 def test_transport_angle_planar_is_difference_of_gauge_angles():
@@ -141,7 +144,7 @@ def _random_gauges(V, F, rng):
     alpha[g0.edge_index[1][o0]] = d
     # the law really is per vertex: every edge into p gives the same alpha_p
     np.testing.assert_allclose(wrap(d - alpha[g0.edge_index[1][o0]]), 0, atol=1e-12)
-    jac = lambda g: H.tangent_jacobian(V, *tangent_gradient(g))  # noqa: E731
+    jac = lambda g: G.tangent_jacobian(V, *tangent_gradient(g))  # noqa: E731
     return (jac(g0), g0), (jac(g1), g1), alpha
 
 
@@ -150,13 +153,13 @@ def test_transport_angle_gauge_law_exact_for_new_reference_neighbours():
     reference neighbours + rotations) on real decimated meshes."""
     rng = np.random.default_rng(11)
     V, F = bumpy_sphere(3, seed=2)
-    Vc, Fc, par = H.decimate(V, F, len(V) // 4)
+    Vc, Fc, par = RM.decimate(V, F, len(V) // 4)
     nf, nc = vertex_normals(V, F), vertex_normals(Vc, Fc)
     (Jf0, _), (Jf1, _), af = _random_gauges(V, F, rng)
     (Jc0, _), (Jc1, _), ac = _random_gauges(Vc, Fc, rng)
     assert np.abs(wrap(af)).max() > 1.0 and np.abs(wrap(ac)).max() > 1.0
-    a0 = H.transport_angles(Jf0, nf, Jc0, nc, par)
-    a1 = H.transport_angles(Jf1, nf, Jc1, nc, par)
+    a0 = G.transport_angles(Jf0, nf, Jc0, nc, par)
+    a1 = G.transport_angles(Jf1, nf, Jc1, nc, par)
     assert np.all(np.isfinite(a1)) and np.all(a1 >= -np.pi) and np.all(a1 < np.pi)
     np.testing.assert_allclose(wrap(a1 - (a0 + af - ac[par])), 0, atol=1e-11)
     # and the angles are close to what the extrinsic frames suggest (sanity, not exact)
@@ -179,12 +182,12 @@ def test_transport_angle_gauge_law_exact_for_opposite_normals():
 
 def test_transport_angles_invariant_to_rigid_motion():
     V, F = bumpy_sphere(2, seed=4)
-    Vc, Fc, par = H.decimate(V, F, len(V) // 4)
+    Vc, Fc, par = RM.decimate(V, F, len(V) // 4)
     R = Rotation.random(random_state=5).as_matrix()
 
     def angles(V, Vc):
-        J = lambda V, F: H.tangent_jacobian(V, *tangent_gradient(compute_gauges(V, F)))  # noqa: E731
-        return H.transport_angles(J(V, F), vertex_normals(V, F), J(Vc, Fc), vertex_normals(Vc, Fc), par)
+        J = lambda V, F: G.tangent_jacobian(V, *tangent_gradient(compute_gauges(V, F)))  # noqa: E731
+        return G.transport_angles(J(V, F), vertex_normals(V, F), J(Vc, Fc), vertex_normals(Vc, Fc), par)
 
     np.testing.assert_allclose(wrap(angles(V @ R.T, Vc @ R.T) - angles(V, Vc)), 0, atol=1e-10)
 
@@ -199,7 +202,7 @@ def test_build_hierarchy_levels_and_pools(tmp_path):
     assert h.levels[0].num_vertices == len(V)
     assert h.levels[0].evecs.shape[1] == 24 and h.levels[1].evecs.shape[1] == 8
     sizes = [lv.num_vertices for lv in h.levels]
-    assert sizes[0] > sizes[1] > sizes[2] >= H.MIN_COARSE_VERTICES
+    assert sizes[0] > sizes[1] > sizes[2] >= RM.MIN_COARSE_VERTICES
     for l, pm in enumerate(h.pools):
         assert pm.parent.shape == (sizes[l],) and pm.parent.max() < sizes[l + 1]
         # consistent with the extrinsic frames up to the intrinsic/extrinsic angle mismatch
@@ -212,12 +215,12 @@ def test_build_hierarchy_levels_and_pools(tmp_path):
     def boom(*a, **k):
         raise AssertionError("decimated again despite a cache hit")
 
-    orig = H.decimate
-    H.decimate = boom
+    orig = RM.decimate
+    RM.decimate = boom
     try:
         h2 = H.build_hierarchy(V, F, ratios=(1, 0.25, 0.0625), k_eig=24, coarse_k_eig=8, n_hks=4, cache_dir=tmp_path)
     finally:
-        H.decimate = orig
+        RM.decimate = orig
     for a, b in zip(h.levels, h2.levels):
         np.testing.assert_array_equal(a.V, b.V)
         np.testing.assert_array_equal(a.F, b.F)
@@ -232,13 +235,13 @@ def test_corrupt_cache_is_recomputed(tmp_path, caplog):
     h = H.build_hierarchy(V, F, **kw)
     (path,) = tmp_path.glob("hier-*.npz")
     path.write_bytes(path.read_bytes()[:50])
-    with caplog.at_level(logging.WARNING, logger="meshgdl.hierarchy"):
+    with caplog.at_level(logging.WARNING, logger="meshgdl.data.hierarchy"):
         h2 = H.build_hierarchy(V, F, **kw)
     assert "unusable hierarchy cache" in caplog.text
     np.testing.assert_array_equal(h.pools[0].parent, h2.pools[0].parent)
     # the bad file was replaced by a good one
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="meshgdl.hierarchy"):
+    with caplog.at_level(logging.WARNING, logger="meshgdl.data.hierarchy"):
         H.build_hierarchy(V, F, **kw)
     assert "unusable" not in caplog.text
 
@@ -258,7 +261,7 @@ def test_single_level_and_collate():
 
     h1 = H.build_hierarchy(*bumpy_sphere(2, seed=7), ratios=(1, 0.3), k_eig=8, coarse_k_eig=4, n_hks=2)
     h2 = H.build_hierarchy(*bumpy_sphere(2, seed=8, amp=0.1), ratios=(1, 0.3), k_eig=8, coarse_k_eig=4, n_hks=2)
-    b = H.collate_hierarchies([h1, h2], dtype=torch.float64)
+    b = B.collate_hierarchies([h1, h2], dtype=torch.float64)
     n0 = [h.levels[0].num_vertices for h in (h1, h2)]
     n1 = [h.levels[1].num_vertices for h in (h1, h2)]
     assert b.levels[0].num_vertices == sum(n0) and b.pools[0].num_coarse == sum(n1)
@@ -269,4 +272,4 @@ def test_single_level_and_collate():
     single = H.build_hierarchy(*bumpy_sphere(2, seed=7), ratios=(1,), k_eig=8, n_hks=2)
     assert single.num_levels == 1 and single.pools == []
     with pytest.raises(ValueError, match="number of levels"):
-        H.collate_hierarchies([h1, single])
+        B.collate_hierarchies([h1, single])

@@ -5,16 +5,15 @@ import scipy.sparse as sp
 from meshes import grid, icosphere, torus
 from meshgdl.errors import MeshError
 from meshgdl.geometry.laplacian import (
-    check_mesh,
     choose_laplacian_method,
     cotan_laplacian,
     degenerate_faces,
-    is_edge_manifold,
-    is_vertex_manifold,
     laplacian,
     laplacian_diagnostics,
     mass_matrix,
 )
+from meshgdl.geometry.topology import is_edge_manifold, is_vertex_manifold
+from meshgdl.geometry.validation import check_arrays
 from meshgdl.geometry.normals import face_areas
 
 
@@ -195,7 +194,7 @@ def test_negative_cotan_weights_select_robust():
 )
 def test_bad_meshes_raise_mesh_error(V, F):
     with pytest.raises(MeshError):
-        check_mesh(V, F)
+        check_arrays(V, F)
     with pytest.raises(MeshError):
         laplacian(V, F)
 

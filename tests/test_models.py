@@ -14,20 +14,12 @@ from scipy.spatial.transform import Rotation
 from meshgdl.errors import MeshError
 from meshgdl.geometry.gauges import compute_gauges
 from meshgdl.geometry.gradient import tangent_gradient
-from meshgdl.hierarchy import pool_map
+from meshgdl.data.batching import Batch, Sample, collate_samples, prepare
+from meshgdl.data.hierarchy import pool_map
 from meshgdl.nn.diffusion import spectral_diffusion
 from meshgdl.nn.features import input_features
 from meshgdl.nn.irreps import Irreps
-from meshgdl.nn.models import (
-    Batch,
-    GEMBlock,
-    IrrepDropout,
-    ModelConfig,
-    Sample,
-    build_model,
-    collate_samples,
-    prepare,
-)
+from meshgdl.nn.models import GEMBlock, IrrepDropout, ModelConfig, build_model
 from meshgdl.testing import random_gauge, transform_features
 
 
@@ -313,7 +305,8 @@ def test_gem_unit_area_makes_the_model_scale_invariant():
     (HKS ~ 1/area and its gradients ~ 1/length would otherwise change)."""
     import torch
 
-    from meshgdl.nn.models import ModelConfig, build_model, collate_samples, prepare
+    from meshgdl.data.batching import collate_samples, prepare
+    from meshgdl.nn.models import ModelConfig, build_model
     from meshes import icosphere
 
     V, F = icosphere(2)

@@ -10,7 +10,9 @@ from meshes import icosphere
 from meshgdl.geometry.gauges import compute_gauges
 from meshgdl.geometry.gradient import tangent_gradient
 from meshgdl.geometry.normals import vertex_areas, vertex_normals
-from meshgdl.hierarchy import TorchPoolMap, decimate, tangent_jacobian, transport_angles
+from meshgdl.data.batching import TorchPoolMap
+from meshgdl.geometry.gauges import tangent_jacobian, transport_angles
+from meshgdl.geometry.remesh import decimate
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.pooling import GaugePool, GaugeUnpool, global_pool, invariant_features
 from meshgdl.testing import assert_gauge_equivariant, random_gauge, transform_features

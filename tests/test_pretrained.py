@@ -130,7 +130,8 @@ def test_human_parts_is_the_default_and_describes_its_data():
 @needs_human
 @pytest.mark.skipif(_human_seg_root() is None, reason="human_seg dataset folder not present")
 def test_human_parts_on_benchmark_test_meshes_and_invariances():
-    from meshgdl.data.datasets import get_dataset, vertex_to_face_labels
+    from meshgdl.data.datasets import get_dataset
+    from meshgdl.data.labels import vertex_to_face_labels
     from meshgdl.data.transforms import random_rotation_matrix
     from meshgdl.segmentation import load_segmenter, segment
 

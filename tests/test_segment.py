@@ -27,17 +27,11 @@ from meshgdl.cli import main
 from meshgdl.geometry.normals import face_areas, face_normals
 from meshgdl.io import Mesh, load_mesh, load_vertex_scalars, save_mesh
 from meshgdl.pretrained import PRETRAINED_DIR
-from meshgdl.segmentation import (
-    closest_point_barycentric,
-    face_majority,
-    label_colors,
-    midpoint_subdivide,
-    nearest_surface_labels,
-    project_to_surface,
-    smooth_labels,
-    split_nonmanifold_edges,
-    working_mesh,
-)
+from meshgdl.colors import label_colors
+from meshgdl.data.labels import nearest_surface_labels, smooth_labels, vertex_to_face_labels
+from meshgdl.data.working_mesh import working_mesh
+from meshgdl.geometry.proximity import closest_point_barycentric, project_to_surface
+from meshgdl.geometry.remesh import midpoint_subdivide, split_nonmanifold_edges
 from meshes import icosphere
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +242,7 @@ def test_face_majority_and_colors():
     lab = np.array([5, 5, 7, 6])
     scores = np.zeros((4, 8))
     scores[3, 6] = 10.0
-    np.testing.assert_array_equal(face_majority(F, lab, scores), [5, 5, 6])
+    np.testing.assert_array_equal(vertex_to_face_labels(F, lab, scores=scores), [5, 5, 6])
     c = label_colors(np.array([0, 1, -1, 25]))
     assert c.dtype == np.uint8 and c.shape == (4, 3)
     assert tuple(c[2]) == (128, 128, 128) and len({tuple(x) for x in c}) == 4
@@ -514,7 +508,7 @@ def test_refuses_to_overwrite_the_input(tmp_path, capsys):
 
 
 def test_fill_holes_closes_simple_loops_and_keeps_orientation():
-    from meshgdl.segmentation import fill_holes
+    from meshgdl.geometry.remesh import fill_holes
 
     V, F = icosphere(3)
     rng = np.random.default_rng(3)

@@ -43,7 +43,8 @@ def make_segmentation(out, n_train: int = 24, n_test: int = 8, seed: int = 0,
                       resolutions=(0.12, 0.09), fmt: str = "ply", face_labels: bool = False,
                       n_bodies: int = 3) -> Path:
     """Capsule-figure part segmentation in the custom-folder format; returns ``out``."""
-    from meshgdl.data.datasets import vertex_to_face_labels, write_mesh_folder
+    from meshgdl.data.datasets import write_mesh_folder
+    from meshgdl.data.labels import vertex_to_face_labels
     from meshgdl.data.synthetic import PART_NAMES, capsule_figure, random_pose
 
     rng = np.random.default_rng(seed)

@@ -101,7 +101,8 @@ def retriangulate(V, F, rng, n_target: int, noise: float):
     maps input coordinates to the copy's."""
     import trimesh
 
-    from meshgdl.segmentation import midpoint_subdivide, working_mesh
+    from meshgdl.data.working_mesh import working_mesh
+    from meshgdl.geometry.remesh import midpoint_subdivide
 
     if rng.uniform() < 0.5:
         Vs, Fs = midpoint_subdivide(*midpoint_subdivide(V, F))
@@ -116,7 +117,7 @@ def retriangulate(V, F, rng, n_target: int, noise: float):
 
 def make_data(work: Path, a) -> dict:
     from meshgdl.data.datasets import get_dataset, write_mesh_folder
-    from meshgdl.segmentation import nearest_surface_labels
+    from meshgdl.data.labels import nearest_surface_labels
 
     rng = np.random.default_rng(a.seed)
     train = get_dataset("human_seg", "train", a.data_root, SPLITS)

@@ -110,7 +110,7 @@ def _foreign_remesh(V, F, lab, keep):
     import fast_simplification
 
     from meshgdl.io import Mesh
-    from meshgdl.segmentation import nearest_surface_labels
+    from meshgdl.data.labels import nearest_surface_labels
 
     V2, F2 = fast_simplification.simplify(V, F, target_reduction=1.0 - keep)
     m = Mesh.from_arrays(np.asarray(V2, np.float64), np.asarray(F2, np.int64))
@@ -122,7 +122,8 @@ def make_data(work: Path, a) -> dict:
     from meshgdl.data.datasets import write_mesh_folder
     from meshgdl.data.synthetic import PART_NAMES, capsule_figure, random_pose
     from meshgdl.io import save_mesh
-    from meshgdl.segmentation import nearest_surface_labels, working_mesh
+    from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.data.working_mesh import working_mesh
 
     rng = np.random.default_rng(a.seed)
     train_bodies = list(range(a.train_bodies))
@@ -280,7 +281,8 @@ def evaluate(work: Path, a, model_path: Path, limit: int | None = None) -> dict:
     from meshgdl.data.synthetic import capsule_figure, random_pose  # noqa: F401
     from meshgdl.data.transforms import random_rotation_matrix
     from meshgdl.io import Mesh, load_mesh
-    from meshgdl.segmentation import load_segmenter, nearest_surface_labels, segment
+    from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.segmentation import load_segmenter, segment
 
     seg = load_segmenter(model_path, device="cpu")
     names = sorted(p.name[: -len(".ply")] for p in (work / "heldout").glob("*.ply"))[:limit]

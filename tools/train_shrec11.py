@@ -80,7 +80,8 @@ def retriangulate(V: np.ndarray, F: np.ndarray, rng: np.random.Generator):
     (see step 1 of the module docstring) -> :class:`meshgdl.segmentation.WorkingMesh`."""
     import fast_simplification
 
-    from meshgdl.segmentation import midpoint_subdivide, working_mesh
+    from meshgdl.data.working_mesh import working_mesh
+    from meshgdl.geometry.remesh import midpoint_subdivide
 
     ratio = rng.uniform(0.9, 6.0)
     Vs, Fs = V, F

@@ -322,7 +322,7 @@ def model_layer_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: n
     mesh ``(V, F)`` (the model's own geometry is computed for this mesh)."""
     import torch
 
-    from meshgdl.nn.models import collate_samples, prepare
+    from meshgdl.data.batching import collate_samples, prepare
 
     model, cfg = load_trained_model(checkpoint_path)
     n_layers = int(model.num_feature_layers)

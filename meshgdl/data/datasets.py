@@ -14,9 +14,10 @@ Label conventions
   evaluation on the original mesh.
 * ``-1`` (:data:`IGNORE_INDEX`) means "unlabelled": left out of the loss and of
   every metric.
-* Per-face labels are turned into per-vertex targets by :func:`face_to_vertex_labels`
+* Per-face labels are turned into per-vertex targets by
+  :func:`meshgdl.data.labels.face_to_vertex_labels`
   (majority vote over the incident faces) and per-vertex predictions back into
-  per-face ones by :func:`vertex_to_face_labels` (majority of the three corners);
+  per-face ones by :func:`meshgdl.data.labels.vertex_to_face_labels` (majority of the three corners);
   both break ties towards the smallest label.
 
 Custom-folder format (:class:`MeshFolder`)
@@ -70,11 +71,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from meshgdl.data.labels import IGNORE_INDEX, face_to_vertex_labels
 from meshgdl.errors import DatasetError, MeshError
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -1
 MESH_EXTENSIONS = (".obj", ".ply", ".off", ".stl")
 #: Environment variable naming the folder that holds the named datasets.
 DATA_ENV = "MESHGDL_DATA"
@@ -134,55 +135,6 @@ class MeshItem:
     file_face_labels: np.ndarray | None = None
     n_orig_faces: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- label conversion
-
-
-def _majority(groups: np.ndarray, labels: np.ndarray, n_groups: int, ignore_index: int) -> np.ndarray:
-    """Most frequent label per group (ties: smallest label); groups without votes -> ignore_index."""
-    keep = labels != ignore_index
-    g, lab = groups[keep], labels[keep]
-    out = np.full(n_groups, ignore_index, dtype=np.int64)
-    if g.size == 0:
-        return out
-    pairs, counts = np.unique(np.stack([g, lab], 1), axis=0, return_counts=True)
-    # order: group ascending, count descending, label ascending -> first row per group wins
-    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
-    pairs = pairs[order]
-    first = np.ones(len(pairs), dtype=bool)
-    first[1:] = pairs[1:, 0] != pairs[:-1, 0]
-    out[pairs[first, 0]] = pairs[first, 1]
-    return out
-
-
-def face_to_vertex_labels(F: np.ndarray, face_labels: np.ndarray, n_vertices: int,
-                          ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Per-face labels -> per-vertex labels by majority vote over the incident faces.
-
-    F: (m, 3) int64, face_labels: (m,) int. Each face votes once for each of its
-    vertices (unweighted); ties go to the smallest label; faces labelled
-    ``ignore_index`` do not vote; a vertex with no voting face gets ``ignore_index``.
-    Returns (n_vertices,) int64.
-    """
-    F = np.asarray(F, dtype=np.int64)
-    face_labels = np.asarray(face_labels, dtype=np.int64)
-    if face_labels.shape != (len(F),):
-        raise DatasetError(f"expected {len(F)} face labels, got shape {face_labels.shape}")
-    return _majority(F.ravel(), np.repeat(face_labels, 3), n_vertices, ignore_index)
-
-
-def vertex_to_face_labels(F: np.ndarray, vertex_labels: np.ndarray,
-                          ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Per-vertex labels -> per-face labels: the majority of a face's three corners.
-
-    F: (m, 3) int64, vertex_labels: (n,) int. Three different labels -> the
-    smallest; unlabelled corners (``ignore_index``) do not vote; a face with no
-    labelled corner gets ``ignore_index``. Returns (m,) int64.
-    """
-    F = np.asarray(F, dtype=np.int64)
-    vertex_labels = np.asarray(vertex_labels, dtype=np.int64)
-    return _majority(np.repeat(np.arange(len(F)), 3), vertex_labels[F].ravel(), len(F), ignore_index)
 
 
 def read_label_file(path: Path) -> np.ndarray:

@@ -19,7 +19,6 @@ written atomically; an unreadable cache file is recomputed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -34,12 +33,12 @@ import numpy as np
 
 from meshgdl.atomic import atomic_path
 from meshgdl.errors import DatasetError, MeshError
+from meshgdl.threads import single_threaded_children
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "MESHGDL_CACHE"
 ITEM_CACHE_VERSION = 1
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def default_cache_dir() -> Path:
@@ -111,29 +110,12 @@ def _work(dataset, i: int, prepare: Callable | None, config: Any, cache_dir: str
     return i, len(item.V), time.perf_counter() - t0
 
 
-@contextlib.contextmanager
-def _single_threaded_children():
-    # BLAS/OpenMP read these when the worker imports numpy, so they must be in the
-    # environment the worker is started with; N workers x N threads would thrash.
-    old = {k: os.environ.get(k) for k in _THREAD_VARS}
-    for k in _THREAD_VARS:
-        os.environ[k] = "1"
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def preprocess(dataset, prepare: Callable | None, config: Any, cache_dir: str | os.PathLike,
                *, workers: int = 1, indices: list[int] | None = None, progress: bool = True,
                desc: str | None = None, on_error: str = "raise") -> dict:
     """Load every mesh of ``dataset`` and compute its model inputs once, into ``cache_dir``.
 
-    prepare: ``prepare(V, F, config, cache_dir=...)`` (e.g. ``meshgdl.nn.models.prepare``;
+    prepare: ``prepare(V, F, config, cache_dir=...)`` (e.g. ``meshgdl.data.batching.prepare``;
     must be a module-level function so worker processes can import it), or None to
     cache only the parsed meshes. workers: processes (1 = in this process).
     on_error: ``"raise"`` -- a mesh that cannot be loaded or preprocessed raises
@@ -172,7 +154,7 @@ def preprocess(dataset, prepare: Callable | None, config: Any, cache_dir: str | 
         else:
             import multiprocessing as mp
 
-            with _single_threaded_children(), ProcessPoolExecutor(
+            with single_threaded_children(), ProcessPoolExecutor(
                 max_workers=int(workers), mp_context=mp.get_context("spawn")
             ) as ex:
                 futs = {ex.submit(_work, dataset, i, prepare, config, str(cache_dir)): i for i in idx}

@@ -65,7 +65,7 @@ class Gauges:
         approximation: the intrinsic (rescaled) angle of a neighbour differs from its
         projected angle by up to ~0.3 rad at strongly curved vertices, so code that
         must keep the gauge law exact should not mix ``frames`` with ``theta`` or
-        ``transport`` (``meshgdl.hierarchy.tangent_jacobian`` gives gauge axes that
+        ``transport`` (``tangent_jacobian`` below gives gauge axes that
         rotate exactly with the gauge).
     edge_index : (2, E) int64
         Directed edges, row 0 source q, row 1 receiver p; sorted by p, then by theta.
@@ -420,3 +420,77 @@ def log_map(
     rot = np.angle(np.mean(np.exp(1j * delta)))
     c, s = np.cos(rot), np.sin(rot)
     return np.stack([c * L[:, 0] - s * L[:, 1], s * L[:, 0] + c * L[:, 1]], axis=1)
+
+
+# --------------------------------------------------------------------------- transport between meshes
+
+
+def tangent_jacobian(V: np.ndarray, grad_x, grad_y) -> np.ndarray:
+    """(n, 2, 3) float64 rows ``G_x V``, ``G_y V``: the 3D images of every vertex's
+    intrinsic gauge axes (``grad_x``, ``grad_y``: (n, n) sparse tangent gradient,
+    e.g. ``Operators.grad_x``; V: (n, 3))."""
+    V = np.asarray(V, dtype=np.float64)
+    return np.stack([np.asarray(grad_x @ V), np.asarray(grad_y @ V)], axis=1)
+
+
+def _minimal_rotation(nf: np.ndarray, nc: np.ndarray) -> np.ndarray:
+    """(k, 3, 3) rotations taking unit vectors ``nf`` to ``nc`` about ``nf x nc``."""
+    axis = np.cross(nf, nc)
+    s = np.linalg.norm(axis, axis=1)
+    c = np.einsum("ij,ij->i", nf, nc)
+    k = np.zeros_like(axis)
+    ok = s > 1e-12
+    k[ok] = axis[ok] / s[ok, None]
+    phi = np.arctan2(s, c)
+    flip = ~ok & (c < 0)
+    if np.any(flip):
+        # Opposite normals: any half-turn works; the axis comes from n_f alone so it
+        # does not depend on the gauge (keeps the gauge law exact).
+        nb = nf[flip]
+        ax = np.cross(nb, np.eye(3)[np.argmin(np.abs(nb), axis=1)])
+        k[flip] = ax / np.linalg.norm(ax, axis=1, keepdims=True)
+        phi[flip] = np.pi
+    K = np.zeros((len(k), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K -= np.transpose(K, (0, 2, 1))
+    sp_, cp = np.sin(phi)[:, None, None], np.cos(phi)[:, None, None]
+    return np.eye(3)[None] + sp_ * K + (1.0 - cp) * (K @ K)
+
+
+def transport_angles(
+    jac_fine: np.ndarray,
+    normals_fine: np.ndarray,
+    jac_coarse: np.ndarray,
+    normals_coarse: np.ndarray,
+    parent: np.ndarray,
+) -> np.ndarray:
+    """Transport angle from each fine vertex's gauge to its parent's gauge.
+
+    jac_*: (n, 2, 3) tangent Jacobians (:func:`tangent_jacobian`; any frame's
+    ``(e1, e2)`` rows work as well); normals_*: (n, 3) unit normals; parent: (n_f,)
+    int64. Returns (n_f,) float64 radians in [-pi, pi): a tangent vector at angle
+    ``phi`` in f's gauge has angle ``phi + angle`` in its parent c's gauge.
+
+    Gauges are intrinsic (angles measured in each vertex's log map, rescaled to 2 pi
+    at cone vertices), so the 3D ``frames`` only approximate them; mixing the two
+    would break exact equivariance whenever a gauge changes its reference neighbour.
+    Each gauge's axes are therefore read off the tangent gradient operator itself:
+    the rows of the tangent Jacobian ``J_p = [G_x X; G_y X]_p`` (2 x 3, the
+    least-squares images in 3D of p's intrinsic unit axes; exact for flat
+    neighbourhoods), which rotates exactly under a gauge change ``alpha_p``:
+    ``J_p -> rho_1(-alpha_p) J_p``. With ``R`` the minimal rotation taking ``n_f`` to
+    ``n_c`` (about ``n_f x n_c``; for opposite normals a half turn about a fixed
+    perpendicular of ``n_f``), ``A = J_c R J_f^T`` (2 x 2) maps f's intrinsic
+    coordinates to c's and the angle is that of its closest rotation,
+    ``atan2(A_21 - A_12, A_11 + A_22)``. Since ``A -> rho_1(-alpha_c) A rho_1(alpha_f)``
+    and ``R`` depends on no gauge, ``angle' = angle + alpha_f - alpha_c`` holds exactly
+    -- the law of an edge's transport ``g_{q->p}`` -- so pooling ``rho(angle) x_f`` is
+    exactly gauge-equivariant; rigid motions and vertex order do not change it.
+    """
+    parent = np.asarray(parent, dtype=np.int64)
+    Jf = np.asarray(jac_fine, dtype=np.float64)
+    Jc = np.asarray(jac_coarse, dtype=np.float64)[parent]
+    R = _minimal_rotation(np.asarray(normals_fine, dtype=np.float64), np.asarray(normals_coarse, dtype=np.float64)[parent])
+    A = Jc @ R @ np.transpose(Jf, (0, 2, 1))
+    ang = np.arctan2(A[:, 1, 0] - A[:, 0, 1], A[:, 0, 0] + A[:, 1, 1])
+    return (ang + np.pi) % (2.0 * np.pi) - np.pi

@@ -16,20 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from meshgdl.errors import MeshError
-from meshgdl.geometry.laplacian import check_mesh, is_edge_manifold, is_vertex_manifold
-
-
-def _components(F: np.ndarray, n: int) -> np.ndarray:
-    """(n,) connected-component label per vertex via face edges; unreferenced vertices
-    get their own label."""
-    i = np.concatenate([F[:, 0], F[:, 1], F[:, 2]])
-    j = np.concatenate([F[:, 1], F[:, 2], F[:, 0]])
-    G = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
-    return connected_components(G, directed=False)[1]
+from meshgdl.geometry.topology import is_edge_manifold, is_vertex_manifold, vertex_components
+from meshgdl.geometry.validation import check_arrays
 
 
 def _source_array(sources, n: int) -> np.ndarray:
@@ -83,12 +73,12 @@ class HeatGeodesics:
     def __init__(self, V, F, t_coef: float = 1.0):
         import potpourri3d as pp3d
 
-        V, F = check_mesh(V, F)
+        V, F = check_arrays(V, F)
         if not (np.isfinite(t_coef) and t_coef > 0):
             raise MeshError(f"t_coef must be a positive finite number, got {t_coef!r}")
         self.n = len(V)
         self.t_coef = float(t_coef)
-        self._labels = _components(F, self.n)
+        self._labels = vertex_components(F, self.n)[1]
         self._referenced = np.zeros(self.n, dtype=bool)
         self._referenced[F.ravel()] = True
         # potpourri3d drops vertices that no face uses (shifting indices): solve on the
@@ -130,14 +120,14 @@ def exact_geodesic_distance(V, F, sources) -> np.ndarray:
     """
     from pygeodesic import geodesic
 
-    V, F = check_mesh(V, F)
+    V, F = check_arrays(V, F)
     n = len(V)
     src = _source_array(sources, n)
     repeated = (F[:, 0] == F[:, 1]) | (F[:, 1] == F[:, 2]) | (F[:, 2] == F[:, 0])
     # pygeodesic crashes the interpreter (segfault) on such meshes: refuse them up front
     if np.any(repeated) or not is_edge_manifold(F) or not is_vertex_manifold(F):
         raise MeshError("exact geodesics need a manifold mesh without repeated-vertex faces; use HeatGeodesics")
-    labels = _components(F, n)
+    labels = vertex_components(F, n)[1]
     referenced = np.zeros(n, dtype=bool)
     referenced[F.ravel()] = True
     used = np.flatnonzero(referenced)  # pygeodesic rejects vertices that no face uses
@@ -167,7 +157,7 @@ def farthest_point_sampling(V, F, k: int, start: int = 0, solver: HeatGeodesics 
     gets a sample before any gets a second one. Indices are distinct; ``k`` may be at
     most the number of vertices.
     """
-    V, F = check_mesh(V, F)
+    V, F = check_arrays(V, F)
     n = len(V)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= n:
         raise MeshError(f"k must be an integer in [1, {n}], got {k!r}")

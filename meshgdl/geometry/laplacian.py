@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from meshgdl.errors import MeshError
 from meshgdl.geometry.normals import vertex_areas
+from meshgdl.geometry.topology import is_edge_manifold, is_vertex_manifold
+from meshgdl.geometry.validation import check_arrays
 
 #: Faces whose doubled area is below ``DEGENERATE_EPS * (longest edge)²`` count as
 #: degenerate (an altitude below ~1e-8 of the longest edge). The cotan denominator
@@ -33,102 +34,6 @@ DEGENERATE_EPS = 1e-8
 MASS_FLOOR = 1e-8
 
 _METHODS = ("auto", "cotan", "robust")
-
-
-def check_mesh(V, F) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and convert a mesh; returns ``(V float64 (n,3), F int64 (m,3))``.
-
-    Raises MeshError for wrong shapes, non-finite coordinates, no faces or face
-    indices outside ``[0, n)``.
-    """
-    V = np.asarray(V)
-    F = np.asarray(F)
-    if V.ndim != 2 or V.shape[1] != 3 or len(V) == 0:
-        raise MeshError(f"V must have shape (n, 3) with n > 0, got {V.shape}")
-    if F.ndim != 2 or F.shape[1] != 3:
-        raise MeshError(f"F must have shape (m, 3), got {F.shape}")
-    if len(F) == 0:
-        raise MeshError("mesh has no faces")
-    if not np.issubdtype(F.dtype, np.integer):
-        if not np.issubdtype(F.dtype, np.floating) or np.any(F != np.round(F)):
-            raise MeshError(f"F must hold integer vertex indices, got dtype {F.dtype}")
-    V = np.ascontiguousarray(V, dtype=np.float64)
-    F = np.ascontiguousarray(F, dtype=np.int64)
-    if not np.all(np.isfinite(V)):
-        raise MeshError("V contains NaN or inf coordinates")
-    lo, hi = int(F.min()), int(F.max())
-    if lo < 0 or hi >= len(V):
-        raise MeshError(f"face indices must lie in [0, {len(V)}), found range [{lo}, {hi}]")
-    return V, F
-
-
-def _edges(F: np.ndarray) -> np.ndarray:
-    """(3m, 2) sorted undirected edges, one per face side (edge k is opposite corner k)."""
-    E = np.concatenate([F[:, [1, 2]], F[:, [2, 0]], F[:, [0, 1]]])
-    return np.sort(E, axis=1)
-
-
-def is_edge_manifold(F) -> bool:
-    """True when every undirected edge is shared by at most two faces.
-
-    ``F: (m, 3)`` integer faces. Faces that repeat a vertex are ignored here
-    (see :func:`degenerate_faces`).
-    """
-    F = np.asarray(F, dtype=np.int64)
-    ok = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
-    if not np.any(ok):
-        return True
-    E = _edges(F[ok])
-    key = E[:, 0] * (int(E[:, 1].max()) + 1) + E[:, 1]  # 1-D keys: much faster than unique(axis=0)
-    key.sort()
-    # an edge used three or more times shows up as key[i] == key[i + 2]
-    return bool(not np.any(key[2:] == key[:-2]))
-
-
-def is_vertex_manifold(F) -> bool:
-    """True when the faces around every referenced vertex form one fan (disk or half-disk).
-
-    Counts the connected components of each vertex's star, where two corners at the
-    same vertex are linked when their faces share the spoke edge leaving that vertex.
-    A "bow-tie" vertex (two cones touching at a point) has two components and fails.
-    Requires an edge-manifold mesh (returns False otherwise).
-    """
-    F = np.asarray(F, dtype=np.int64)
-    ok = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
-    F = F[ok]
-    if len(F) == 0:
-        return True
-    if not is_edge_manifold(F):
-        return False
-    return bool(np.all(vertex_fan_counts(F, int(F.max()) + 1) <= 1))
-
-
-def vertex_fan_counts(F: np.ndarray, n: int) -> np.ndarray:
-    """(n,) int64: number of fans at each vertex -- groups of incident faces connected
-    through edges that contain the vertex. 0 for unreferenced vertices, 1 for a
-    manifold (disk or half-disk) vertex, > 1 where several fans touch (bow-tie).
-
-    F: (m, 3) int64 without faces that repeat a vertex.
-    """
-    F = np.asarray(F, dtype=np.int64)
-    m = len(F)
-    if m == 0:
-        return np.zeros(n, dtype=np.int64)
-    corner = np.arange(3 * m).reshape(m, 3)  # corner id of (face f, local k)
-    # each corner (f, k) at vertex v = F[f, k] has two spokes: to F[f, k+1] and F[f, k+2]
-    v = np.repeat(F.ravel(), 2)
-    other = np.stack([np.roll(F, -1, axis=1), np.roll(F, -2, axis=1)], axis=2).ravel()
-    cid = np.repeat(corner.ravel(), 2)
-    # link corners that share the same directed spoke key (v, other)
-    key = v * np.int64(max(n, int(F.max()) + 1)) + other
-    order = np.argsort(key, kind="stable")
-    ks, cs = key[order], cid[order]
-    same = ks[1:] == ks[:-1]
-    a, b = cs[:-1][same], cs[1:][same]
-    G = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(3 * m, 3 * m))
-    _, labels = connected_components(G, directed=False)
-    fans = np.unique(F.ravel() * np.int64(3 * m) + labels[corner.ravel()])
-    return np.bincount(fans // (3 * m), minlength=n).astype(np.int64)
 
 
 def degenerate_faces(V, F, eps: float = DEGENERATE_EPS) -> np.ndarray:
@@ -171,7 +76,7 @@ def cotan_weights(V, F) -> sp.csr_matrix:
 
     Boundary edges get the single ½ cot. Weights can be negative (when α + β > π).
     """
-    V, F = check_mesh(V, F)
+    V, F = check_arrays(V, F)
     n = len(V)
     cots = _cotangents(V, F)
     # corner k is opposite the edge (k+1, k+2)
@@ -215,7 +120,7 @@ def mass_matrix(V, F) -> sp.dia_matrix:
     or only on zero-area faces) get ``MASS_FLOOR`` times the mean positive mass so M is
     invertible.
     """
-    V, F = check_mesh(V, F)
+    V, F = check_arrays(V, F)
     return sp.diags(_floor_masses(vertex_areas(V, F)), format="dia")
 
 
@@ -234,7 +139,7 @@ def laplacian_diagnostics(V, F) -> dict:
     Returns ``{"non_edge_manifold", "non_vertex_manifold", "degenerate_faces",
     "negative_weights"}`` as booleans.
     """
-    V, F = check_mesh(V, F)
+    V, F = check_arrays(V, F)
     edge_ok = is_edge_manifold(F)
     return {
         "non_edge_manifold": not edge_ok,
@@ -247,7 +152,7 @@ def laplacian_diagnostics(V, F) -> dict:
 def choose_laplacian_method(V, F) -> str:
     """``"robust"`` when the mesh is non-manifold, has degenerate faces or negative
     cotan weights (obtuse pairs with α + β > π), else ``"cotan"``."""
-    V, F = check_mesh(V, F)
+    V, F = check_arrays(V, F)
     # cheapest tests first; stop at the first reason
     if np.any(degenerate_faces(V, F)) or not is_edge_manifold(F) or _has_negative_weights(V, F):
         return "robust"
@@ -270,7 +175,7 @@ def laplacian(V, F, method: str = "auto", mollify_factor: float = 1e-5):
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    V, F = check_mesh(V, F)
+    V, F = check_arrays(V, F)
     if method == "auto":
         method = choose_laplacian_method(V, F)
     if method == "cotan":

@@ -49,7 +49,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
-from threadpoolctl import threadpool_limits
+
+from meshgdl.threads import blas_threads as limit_blas
 
 #: Problems with at most this many vertices are solved with dense LAPACK.
 DENSE_MAX_N = 1200
@@ -447,7 +448,7 @@ def eigenbasis(
     solver = _SPDSolver((A + s * sp.eye(n, format="csr")).tocsr(), backend=factorization)
     rng = np.random.default_rng(seed)
     try:
-        with threadpool_limits(limits=blas_threads, user_api="blas"):
+        with limit_blas(blas_threads):
             theta, X = _block_krylov(A, solver, kw, Z, b=b, tol=tol, max_dim=max_dim, rng=rng,
                                      max_restarts=max_restarts)
             theta, X = _complete_multiplets(A, solver, theta, X, Z, b=b, rng=rng, max_restarts=max_restarts)

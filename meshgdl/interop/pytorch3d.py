@@ -67,7 +67,7 @@ def to_pytorch3d(meshes_like: Any, vertex_features=None, *, cleaned: bool = Fals
 
     ``meshes_like``: a list of mesh-likes (paths, ``(V, F)``, meshgdl Meshes, trimesh...),
     one mesh-like, or a meshgdl batch (:class:`~meshgdl.operators.TorchOperators`,
-    ``meshgdl.nn.models.Batch``). Meshes converted by :mod:`meshgdl.interop` come back
+    ``meshgdl.data.batching.Batch``). Meshes converted by :mod:`meshgdl.interop` come back
     as their input's own arrays (``to_pytorch3d(from_pytorch3d(m))`` has the same
     packed vertices and faces as ``m``); ``cleaned=True`` gives cleaned meshes.
     ``dtype``: vertex dtype (default torch's default, float32); faces are int64.
@@ -155,11 +155,11 @@ def _network(model: Any, device=None):
 
 
 def to_batch(meshes_like: Any, config, *, cache_dir=None, device=None, dtype=None):
-    """Meshes -> ``(batch, meshes)``: the :class:`meshgdl.nn.models.Batch` a meshgdl network
+    """Meshes -> ``(batch, meshes)``: the :class:`meshgdl.data.batching.Batch` a meshgdl network
     with ``config`` takes (operators of each *cleaned* mesh, computed or read from
     ``cache_dir``) and the list of meshgdl Meshes (index maps back to each input)."""
     from meshgdl.interop._core import as_mesh
-    from meshgdl.nn.models import collate_samples, prepare
+    from meshgdl.data.batching import collate_samples, prepare
 
     mlist = [as_mesh(m) for m in _items(meshes_like)]
     batch = collate_samples([prepare(m.V, m.F, config, cache_dir=cache_dir) for m in mlist],

@@ -1,6 +1,6 @@
 """Gauge-equivariant pooling between hierarchy levels, and global pooling.
 
-Fine vertex f with parent c (see :mod:`meshgdl.hierarchy`) and transport angle
+Fine vertex f with parent c (see :mod:`meshgdl.data.hierarchy`) and transport angle
 ``a_f`` (fine gauge -> parent gauge):
 
 * :class:`GaugePool`: ``y_c = sum_{f: parent(f)=c} w_f rho(a_f) x_f / sum w_f`` with
@@ -36,7 +36,7 @@ class GaugePool(nn.Module):
     forward(x (N_f, d), pool: TorchPoolMap, weight (N_f,) | None) -> (N_c, d);
     ``weight`` is the fine vertex area (``mass``); None means uniform weights.
     Coarse vertices without children (impossible for hierarchies built by
-    :func:`meshgdl.hierarchy.build_hierarchy`) get zeros.
+    :func:`meshgdl.data.hierarchy.build_hierarchy`) get zeros.
     """
 
     def __init__(self, irreps: IrrepsLike, reduce: str = "mean"):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meshgdl.errors import CheckpointError
+from meshgdl.errors import CheckpointError, MeshError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
@@ -102,6 +102,23 @@ def resolve_model(name_or_path: str | os.PathLike | None, task: str | None = Non
     return resolve_checkpoint(p)
 
 
+def resolve_device(device: str | None) -> str:
+    """``None``/``"auto"`` -> cuda if available else cpu; checks that cuda exists."""
+    import torch
+
+    d = (device or "auto").lower()
+    if d == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if d.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MeshError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        return d
+    if d != "cpu":
+        raise MeshError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    return d
+
+
+
 @dataclass
 class LoadedModel:
     """A network ready to run (float32, eval mode, on ``device``) and what describes it.
@@ -129,11 +146,11 @@ class LoadedModel:
 
     def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None) -> np.ndarray:
         """Class probabilities of the network on one mesh ``V (k, 3) float64, F (l, 3)
-        int64`` (its geometry computed by :func:`meshgdl.nn.models.prepare`): ``(k, C)
+        int64`` (its geometry computed by :func:`meshgdl.data.batching.prepare`): ``(k, C)
         float64`` per vertex for segmentation, ``(C,)`` for classification; rows sum to 1."""
         import torch
 
-        from meshgdl.nn.models import collate_samples, prepare
+        from meshgdl.data.batching import collate_samples, prepare
 
         sample = prepare(V, F, self.config, cache_dir=cache_dir)
         with torch.no_grad():
@@ -146,32 +163,28 @@ class LoadedModel:
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, task: str | None = None,
-               device: str = "cpu") -> LoadedModel:
+               device: str | None = "cpu") -> LoadedModel:
     """Load a shipped model (by name), a checkpoint file or a run directory.
 
     ``task``: when given, the checkpoint must be a model for that task (and
     ``None`` picks the task's default shipped model). Loaded only through
     :func:`meshgdl.train.checkpoint.load_checkpoint` (safetensors, no pickle).
     Raises CheckpointError (one line) for anything that is not an intact meshgdl
-    checkpoint of the right task.
+    checkpoint of the right task. ``device``: ``"cpu"``, ``"cuda[:N]"`` or
+    ``None``/``"auto"`` (:func:`resolve_device`).
     """
-    from meshgdl.nn.models import ModelConfig, build_model
-    from meshgdl.train.checkpoint import load_checkpoint, load_model_weights
+    from meshgdl.train.checkpoint import load_checkpoint, model_from_checkpoint
 
+    device = resolve_device(device)
     p = resolve_model(name_or_path, task)
     ck = load_checkpoint(p)
-    try:
-        config = ModelConfig.from_dict(dict(ck.model_config))
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{p}: model config is not usable ({exc})") from None
+    config, model = model_from_checkpoint(ck)
     if task is not None and config.task != task:
         raise CheckpointError(f"{p}: a {config.task} model, not a {task} model")
     info = read_sidecar(p)
     cls = [str(c) for c in (info.get("class_names") or ck.extra.get("class_names") or [])]
     if len(cls) != config.n_classes:
         cls = [str(i) for i in range(config.n_classes)]
-    model = build_model(config)
-    load_model_weights(model, ck)
     model = model.float().to(device).eval()
     return LoadedModel(model=model, config=config, class_names=cls, path=str(p), device=str(device),
                        info=info, checkpoint=ck)

@@ -359,5 +359,24 @@ def load_model_weights(model, ckpt: Checkpoint) -> None:
     model.load_state_dict(ckpt.model_state)
 
 
+def model_from_checkpoint(ckpt: Checkpoint, api=None):
+    """``(config, model)``: the network a checkpoint describes, with its weights, on the CPU.
+
+    ``api``: the model contract (``ModelConfig``, ``build_model``; default
+    :mod:`meshgdl.nn.models`). The one checkpoint -> model path: shipped models,
+    ``segment``, ``classify``, the viewer and ``eval`` all load through here.
+    Raises CheckpointError (one line) when the config or the weights do not fit.
+    """
+    if api is None:
+        from meshgdl.nn import models as api
+    try:
+        config = api.ModelConfig.from_dict(dict(ckpt.model_config))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt.path}: model config is not usable ({exc})") from None
+    model = api.build_model(config)
+    load_model_weights(model, ckpt)
+    return config, model
+
+
 def _short(exc: Exception) -> str:
     return " ".join(str(exc).split())[:160] or type(exc).__name__

@@ -10,7 +10,7 @@
     RUN/results.json       summary, rewritten every epoch (so partial runs have one)
 
 The model is reached only through a small contract (by default
-:mod:`meshgdl.nn.models`): ``ModelConfig`` (``to_dict`` / ``from_dict``; fields
+:func:`default_api`: :mod:`meshgdl.nn.models` and :mod:`meshgdl.data.batching`): ``ModelConfig`` (``to_dict`` / ``from_dict``; fields
 ``kind``, ``task``, ``n_classes``), ``build_model(config)``,
 ``prepare(V, F, config, cache_dir=None) -> sample`` and
 ``collate_samples(samples, device=None, dtype=None) -> batch``; ``model(batch)``
@@ -134,9 +134,15 @@ class TrainConfig:
 
 
 def default_api():
+    """meshgdl's own model contract: :mod:`meshgdl.nn.models` (``ModelConfig``,
+    ``build_model``) with :mod:`meshgdl.data.batching` (``prepare``, ``collate_samples``)."""
+    from types import SimpleNamespace
+
+    from meshgdl.data import batching
     from meshgdl.nn import models
 
-    return models
+    return SimpleNamespace(ModelConfig=models.ModelConfig, build_model=models.build_model,
+                           prepare=batching.prepare, collate_samples=batching.collate_samples)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -583,13 +589,14 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, split: str = "test", *
     import torch
     from tqdm.auto import tqdm
 
-    from meshgdl.data.datasets import get_dataset, vertex_to_face_labels
+    from meshgdl.data.datasets import get_dataset
+    from meshgdl.data.labels import vertex_to_face_labels
     from meshgdl.data.preprocess import PreparedDataset, default_cache_dir, preprocess
     from meshgdl.train.metrics import confusion_matrix
 
     api = api or default_api()
     ck = ckpt_mod.load_checkpoint(checkpoint)
-    model_cfg = api.ModelConfig.from_dict(ck.model_config)
+    model_cfg, model = ckpt_mod.model_from_checkpoint(ck, api)
     ds = get_dataset(dataset, split, data_root, split_dir)
     n_classes = int(ck.model_config.get("n_classes", ds.n_classes))
     task = ck.model_config.get("task", ds.task)
@@ -600,8 +607,6 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, split: str = "test", *
         )
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = api.build_model(model_cfg)
-    ckpt_mod.load_model_weights(model, ck)
     model.to(device).eval()
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     idx = list(range(len(ds) if max_meshes is None else min(len(ds), max_meshes)))

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-IGNORE_INDEX = -1
+from meshgdl.data.labels import IGNORE_INDEX
 
 
 def confusion_matrix(pred, target, n_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:

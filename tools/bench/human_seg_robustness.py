@@ -96,7 +96,7 @@ def transformed(name: str, V, F, rng):
 
 
 def face_scores(F, pred_v, true_v, n_cls):
-    from meshgdl.data.datasets import vertex_to_face_labels
+    from meshgdl.data.labels import vertex_to_face_labels
     from meshgdl.train.metrics import confusion_matrix
 
     return confusion_matrix(vertex_to_face_labels(F, pred_v), vertex_to_face_labels(F, true_v), n_cls)
@@ -142,7 +142,8 @@ def main(argv=None) -> int:
 
     from meshgdl.data.datasets import get_dataset
     from meshgdl.io import Mesh
-    from meshgdl.segmentation import load_segmenter, nearest_surface_labels, segment
+    from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.segmentation import load_segmenter, segment
     from meshgdl.train.metrics import confusion_matrix, task_metrics
 
     torch.set_num_threads(a.threads)

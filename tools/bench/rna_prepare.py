@@ -8,7 +8,8 @@ import sys
 
 from meshgdl.data.datasets import get_dataset
 from meshgdl.data.preprocess import default_cache_dir, preprocess
-from meshgdl.nn.models import ModelConfig, prepare
+from meshgdl.data.batching import prepare
+from meshgdl.nn.models import ModelConfig
 
 if __name__ == "__main__":
     split, workers = sys.argv[1], int(sys.argv[2])

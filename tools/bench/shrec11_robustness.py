@@ -46,7 +46,7 @@ def remesh_rotate(V: np.ndarray, F: np.ndarray, rng: np.random.Generator):
 
     from meshgdl.data.transforms import random_rotation_matrix
     from meshgdl.io import Mesh
-    from meshgdl.segmentation import midpoint_subdivide
+    from meshgdl.geometry.remesh import midpoint_subdivide
 
     Vs, Fs = V, F
     for _ in range(SUBDIVISIONS):

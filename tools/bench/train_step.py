@@ -67,8 +67,9 @@ sys.path.insert(0, ROOT)
 
 from meshgdl.errors import DatasetError  # noqa: E402
 from meshgdl.nn import gem_conv as gem_conv_mod  # noqa: E402
-from meshgdl.nn import models as models_mod  # noqa: E402
-from meshgdl.nn.models import ModelConfig, build_model, collate_samples, prepare  # noqa: E402
+from meshgdl.nn.models import gem as models_mod  # noqa: E402
+from meshgdl.data.batching import collate_samples, prepare  # noqa: E402
+from meshgdl.nn.models import ModelConfig, build_model  # noqa: E402
 from meshgdl.train.loop import _targets, mesh_losses  # noqa: E402
 
 GEM_OPTIONS = dict(kind="gem", n_levels=4, hidden_irreps="32x0 + 32x1 + 32x2", n_layers=2, dropout=0.1)
