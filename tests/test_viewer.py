@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from meshes import grid, icosphere, torus
+from meshgdl.colors import label_colors
 from meshgdl.errors import MeshError
-from meshgdl_viewer.colormaps import (apply_colormap, colorbar_box, colormap_lut, label_colors, label_palette,
-                                      legend_width)
+from meshgdl_viewer.colormaps import apply_colormap, colorbar_box, colormap_lut, label_rgb, legend_width
 from meshgdl_viewer.deform import bend, deformation_frames, load_frame_folder, principal_axes, twist
 from meshgdl_viewer.features import (Feature, ViewerError, array_feature, coordinate_feature, labels_feature,
                                      load_labels_file, load_scalar_file, model_features)
@@ -45,15 +45,33 @@ def test_colormap_ends_clamp_and_nan():
         colormap_lut("jet")
 
 
-def test_label_palette_distinct_and_consistent():
-    pal = label_palette(40)
+def test_label_colours_are_segment_palette_by_value():
+    """The viewer colours a label value exactly as meshgdl segment's PLY does
+    (meshgdl.colors.label_colors), whichever other labels are present."""
+    pal = label_rgb(np.arange(40))
+    np.testing.assert_array_equal(np.round(255 * pal).astype(np.uint8), label_colors(np.arange(40)))
     d = np.linalg.norm(pal[:, None] - pal[None], axis=2) + np.eye(40)
-    assert d.min() > 0.02
-    cols, classes, palette = label_colors(np.array([7, 3, 3, 9, 7]))
-    assert classes.tolist() == [3, 7, 9]
-    np.testing.assert_allclose(cols[1], palette[0])
+    assert d.min() > 0.02  # distinct labels stay distinguishable
+    cols = label_rgb(np.array([7, 3, 3, 9, 7]))
     np.testing.assert_allclose(cols[0], cols[4])
     assert not np.allclose(cols[0], cols[1])
+    np.testing.assert_allclose(cols[1], label_rgb(np.array([3]))[0])  # not rank among those present
+    np.testing.assert_allclose(label_rgb(np.array([[-1]])), [np.array(label_colors(np.array([-1]))[0]) / 255])
+
+
+def test_label_feature_faces_and_legend_use_value_colours():
+    V, F = torus(24, 12)
+    labels = (np.arange(len(V)) % 3) * 4 + 1  # values 1, 5, 9: not 0..k-1, so rank != value
+    m = ViewerModel(V[None], F, [labels_feature(labels, class_names=[f"c{i}" for i in range(10)])],
+                    Style(width=160, height=120))
+    fs = m.scene()
+    fl = labels[F]
+    face_lab = np.where((fl[:, 0] == fl[:, 1]) | (fl[:, 0] == fl[:, 2]), fl[:, 0],
+                        np.where(fl[:, 1] == fl[:, 2], fl[:, 1], fl[:, 0]))
+    assert fs.face_colors
+    np.testing.assert_allclose(fs.colors, label_colors(face_lab) / 255.0)
+    assert fs.legend.kind == "labels" and fs.legend.classes.tolist() == [1, 5, 9]
+    assert fs.legend.names == ["c1", "c5", "c9"]
 
 
 # ------------------------------------------------------------------ isolines and glyphs
@@ -354,7 +372,7 @@ def test_channel_change_changes_colours_and_labels_use_palette(egl):
     assert np.abs(a[fg] - b[fg]).max(axis=1).mean() > 20  # x-colouring vs y-colouring
     m.step_feature(1)
     c = r.image().astype(int)
-    pal = np.round(255 * label_palette(4)).astype(int)
+    pal = label_colors(np.arange(4)).astype(int)  # the quadrants' values 0..3, coloured by value
     dist = np.abs(c[fg][:, None, :] - pal[None]).max(axis=2)  # (pixels, 4)
     near = dist.min(axis=1) <= 3
     assert near.mean() > 0.9  # all but anti-aliased edge pixels are exact palette colours
@@ -597,11 +615,18 @@ def test_labels_legend_names_fit_and_cli_class_names(egl, tmp_path, torus_obj, c
     names = ["head", "lower_arm", "upper_leg"]
     w = labels_legend_width(320, 240, names)
     assert legend_width(320) < w <= 160
-    panel = labels_panel(240, w, np.array([0, 1, 2]), label_palette(3), "parts", names=names)
-    plain = labels_panel(240, w, np.array([0, 1, 2]), label_palette(3), "parts")
+    panel = labels_panel(240, w, np.array([0, 1, 2]), "parts", names=names)
+    plain = labels_panel(240, w, np.array([0, 1, 2]), "parts")
     ink = lambda im: int((im.max(axis=2) < 100).sum())  # noqa: E731 - dark text pixels
     assert ink(panel) > ink(plain) + 100  # the names are drawn
     assert (panel[:, -3:].max(axis=2) > 240).all()  # ... and do not run off the panel's right edge
+    # swatches are the label values' colours (here 0, 4, 11: not their ranks 0, 1, 2)
+    classes = np.array([0, 4, 11])
+    sw = labels_panel(240, w, classes, "parts")
+    fs = max(9, min(16, 240 // 28))
+    x, top = max(4, w // 8) + fs // 2, max(30, int(0.14 * 240)) + fs // 2
+    got = np.stack([sw[top + i * (fs + 6), x] for i in range(3)])
+    np.testing.assert_array_equal(got, label_colors(classes))
 
     lab = tmp_path / "parts.txt"
     n = len(torus(24, 12)[0])

@@ -1,12 +1,15 @@
-"""Colour maps, categorical palettes and the colour-bar / label legends.
+"""Colour maps and the colour-bar / label legends.
 
 Everything here is numpy + Pillow (no Open3D), so it is cheap to import and test.
+Label colours come from :mod:`meshgdl.colors` (one palette for segment output and viewer).
 Colours are sRGB floats in [0, 1]; images are ``(H, W, 3) uint8``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from meshgdl.colors import label_colors
 
 # Sequential and diverging maps as sRGB anchor colours, interpolated linearly.
 # Viridis anchors are its 10 evenly spaced published samples; "coolwarm" follows
@@ -22,13 +25,6 @@ _ANCHORS = {
     ],
     "gray": ["#000000", "#ffffff"],
 }
-
-# Tableau-10: distinguishable for most colour-vision deficiencies; more labels get
-# golden-ratio hue steps (see :func:`label_palette`).
-_CATEGORICAL = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-]
 
 NAN_COLOR = np.array([0.55, 0.55, 0.55])
 
@@ -72,39 +68,14 @@ def apply_colormap(values: np.ndarray, vmin: float, vmax: float, name: str = "vi
     return out
 
 
-def label_palette(k: int) -> np.ndarray:
-    """``(k, 3)`` sRGB colours for ``k`` categorical labels, pairwise distinct."""
-    if k < 0:
-        raise ValueError("number of labels must be non-negative")
-    base = np.stack([_hex(c) for c in _CATEGORICAL])
-    if k <= len(base):
-        return base[:k].copy()
-    extra = []
-    for i in range(k - len(base)):
-        h = (0.13 + 0.61803398875 * i) % 1.0
-        s = 0.55 + 0.3 * ((i // 7) % 2)
-        val = 0.9 - 0.25 * ((i // 3) % 2)
-        extra.append(_hsv_to_rgb(h, s, val))
-    return np.concatenate([base, np.array(extra)])
+def label_rgb(labels: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` sRGB floats in [0, 1] for integer labels ``(n,)`` (any shape is flattened).
 
-
-def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
-    i = int(h * 6.0) % 6
-    f = h * 6.0 - int(h * 6.0)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
-
-
-def label_colors(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Colours for integer labels ``(n,)``.
-
-    Returns ``(colors (n, 3), classes (k,), palette (k, 3))``: the i-th distinct label
-    value (sorted) gets ``palette[i]``, so the legend lists the same pairs.
+    The colour of a label *value*, from :func:`meshgdl.colors.label_colors` -- the palette
+    ``meshgdl segment`` writes into its coloured PLY -- so a label looks the same in the
+    viewer, its legend and segment output, whichever other labels are present.
     """
-    labels = np.asarray(labels).ravel()
-    classes, inverse = np.unique(labels, return_inverse=True)
-    palette = label_palette(len(classes))
-    return palette[inverse], classes, palette
+    return label_colors(np.asarray(labels).ravel()).astype(np.float64) / 255.0
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -237,14 +208,14 @@ def labels_panel(
     height: int,
     width: int,
     classes: np.ndarray,
-    palette: np.ndarray,
     title: str = "labels",
     background=(1.0, 1.0, 1.0),
     max_rows: int | None = None,
     names: list | None = None,
 ) -> np.ndarray:
-    """A ``(height, width, 3) uint8`` legend of colour swatches, one per label value
-    (``"value name"`` when ``names``, one per entry of ``classes``, are given)."""
+    """A ``(height, width, 3) uint8`` legend of colour swatches, one per label value in
+    ``classes (k,)`` (``"value name"`` when ``names``, one per entry of ``classes``, are
+    given). Each swatch is :func:`label_rgb` of its value, the colour the mesh shows."""
     from PIL import Image, ImageDraw
 
     bg = np.asarray(background, dtype=np.float64)
@@ -259,11 +230,11 @@ def labels_panel(
     x0 = max(4, width // 8)
     room = width - x0 - fs - 8
     shown = len(classes) if len(classes) <= cap else cap - 1
+    swatches = np.round(255 * label_rgb(classes)).astype(int)
     _draw_title(draw, title, font, fs, width, top, ink)
     for i in range(shown):
         y = top + i * row
-        col = tuple(int(round(255 * c)) for c in palette[i])
-        draw.rectangle([x0, y, x0 + fs, y + fs], fill=col, outline=ink)
+        draw.rectangle([x0, y, x0 + fs, y + fs], fill=tuple(swatches[i].tolist()), outline=ink)
         text = f"{classes[i]} {names[i]}".strip() if names else str(classes[i])
         draw.text((x0 + fs + 6, y + fs // 2), _fit_text(draw, text, font, room), fill=ink, font=font, anchor="lm")
     if shown < len(classes):

@@ -217,7 +217,7 @@ def layout(style: Style) -> dict:
 def legend_image(scene: FrameScene, width: int, height: int, background) -> np.ndarray:
     lg = scene.legend
     if lg.kind == "labels":
-        return labels_panel(height, width, lg.classes, lg.palette, lg.title, background, names=lg.names)
+        return labels_panel(height, width, lg.classes, lg.title, background, names=lg.names)
     return colorbar_panel(height, width, lg.vmin, lg.vmax, lg.cmap, lg.title, background, lg.levels)
 
 

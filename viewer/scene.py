@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .colormaps import apply_colormap, label_colors
+from .colormaps import apply_colormap, label_rgb
 from .features import Feature, TangentFeature, ViewerError, gradient_tangent
 
 
@@ -165,8 +165,7 @@ class Legend:
     vmax: float = 1.0
     cmap: str = "viridis"
     levels: np.ndarray | None = None
-    classes: np.ndarray | None = None
-    palette: np.ndarray | None = None
+    classes: np.ndarray | None = None  # labels: the values present, sorted (swatch colours: label_rgb)
     names: list | None = None  # labels: a name per entry of ``classes``
 
 
@@ -345,20 +344,18 @@ class ViewerModel:
         t = self.frame if t is None else t
         vals = self.all_values()[t, :, self.channel]
         if self.feature.kind == "labels":
-            # palette indices are shared by all frames so a label keeps its colour
-            _, classes, palette = label_colors(self.channel_values().ravel())
-            fl = face_labels(vals, self.F)
-            return palette[np.searchsorted(classes, fl)]
+            # colour by label value (meshgdl.colors), as segment's PLY and the legend do
+            return label_rgb(face_labels(vals, self.F))
         lo, hi = self.value_range()
         return apply_colormap(vals, lo, hi, self.cmap())
 
     def legend(self) -> Legend:
         title = self.feature.channel_name(self.channel, self.num_channels)
         if self.feature.kind == "labels":
-            _, classes, palette = label_colors(self.channel_values().ravel())
+            classes = np.unique(np.asarray(self.channel_values()).ravel().astype(np.int64))
             cn = self.feature.class_names
             names = None if not cn else [cn[c] if 0 <= c < len(cn) else "" for c in classes.tolist()]
-            return Legend("labels", title, classes=classes, palette=palette, names=names)
+            return Legend("labels", title, classes=classes, names=names)
         lo, hi = self.value_range()
         return Legend("colorbar", title, vmin=lo, vmax=hi, cmap=self.cmap(), levels=self.isoline_levels())
 
