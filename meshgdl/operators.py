@@ -14,11 +14,8 @@ batch several meshes PyG-style (concatenated vertices, offset edge indices, a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from meshgdl.atomic import atomic_path
+from meshgdl.cache import content_key, load_entry, save_entry
 from meshgdl.geometry.gauges import compute_gauges
 from meshgdl.geometry.gradient import tangent_gradient
 from meshgdl.geometry.normals import vertex_normals
@@ -36,7 +33,66 @@ log = logging.getLogger(__name__)
 #: Bump when the content or meaning of any cached array changes.
 CACHE_VERSION = 2
 
-_SPARSE = ("L", "grad_x", "grad_y")
+
+
+#: Where a quantity lives, which decides how it is batched and checked.
+WHERE = ("vertex", "edge", "mesh", "operator", "faces", "edges")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """Declaration of one per-mesh quantity of the bundle: the single place that says how
+    it is converted, batched, scaled, rotated, stored and checked.
+
+    ``name``: field of :class:`Operators` (``torch_name``: of :class:`TorchOperators`,
+    default the same). ``where``: ``"vertex"`` (n, ...) rows; ``"edge"`` (E,) per
+    directed edge; ``"mesh"`` (k,) one row per mesh (stacked to (B, k) in a batch);
+    ``"operator"`` (n, n) sparse (block-diagonal in a batch); ``"faces"`` (m, 3) and
+    ``"edges"`` (2, E) vertex indices (offset in a batch). ``length_power``: the value
+    scales as ``s ** length_power`` when the mesh is scaled by ``s`` (rows, for an
+    operator). ``rotation``: ``"vector"`` (rows rotate, ``x -> R x``), ``"frame"``
+    (each row of an (n, 3, 3) frame rotates) or None (intrinsic). ``optional``: may
+    be None (computed only when asked for).
+    """
+
+    name: str
+    where: str
+    length_power: int = 0
+    rotation: str | None = None
+    torch_name: str | None = None
+    optional: bool = False
+
+    @property
+    def tname(self) -> str:
+        return self.torch_name or self.name
+
+    @property
+    def is_index(self) -> bool:
+        return self.where in ("faces", "edges")
+
+
+#: Every array of the bundle. To add a per-mesh quantity: a row here, a field of the
+#: same name on :class:`Operators` and :class:`TorchOperators`, and its computation in
+#: :func:`compute_operators` -- conversion, batching, scaling, rigid motions, the disk
+#: cache and the consistency checks all follow from the row.
+QUANTITIES: tuple[Quantity, ...] = (
+    Quantity("V", "vertex", 1, "vector", torch_name="pos"),
+    Quantity("F", "faces", torch_name="faces"),
+    Quantity("mass", "vertex", 2),
+    Quantity("L", "operator", 0),
+    Quantity("evals", "mesh", -2),
+    Quantity("evecs", "vertex", -1),
+    Quantity("hks", "vertex", -2),  # spectrum-relative times: only phi^2 scales
+    Quantity("normals", "vertex", 0, "vector"),
+    Quantity("frames", "vertex", 0, "frame"),
+    Quantity("edge_index", "edges"),
+    Quantity("theta", "edge", 0),
+    Quantity("r", "edge", 1),
+    Quantity("transport", "edge", 0),
+    Quantity("grad_x", "operator", -1),
+    Quantity("grad_y", "operator", -1),
+    Quantity("wks", "vertex", -2, optional=True),  # spectrum-relative energies, like the HKS
+)
 
 
 @dataclass
@@ -49,7 +105,8 @@ class Operators:
     (n, 3); ``frames`` (n, 3, 3) rows e1, e2, normal; ``edge_index`` (2, E) source
     q / receiver p; ``theta`` (E,) angle of q in p's gauge; ``r`` (E,) edge length;
     ``transport`` (E,) g_{q->p}; ``grad_x``, ``grad_y`` (n, n) CSR tangent gradient
-    in the gauge; ``params`` the settings used.
+    in the gauge; ``wks`` (n, E) or None; ``params`` the settings used. How each
+    array behaves is declared in :data:`QUANTITIES`.
     """
 
     V: np.ndarray
@@ -68,6 +125,7 @@ class Operators:
     grad_x: sp.csr_matrix
     grad_y: sp.csr_matrix
     params: dict = field(default_factory=dict)
+    wks: np.ndarray | None = None
 
     @property
     def num_vertices(self) -> int:
@@ -87,31 +145,22 @@ class Operators:
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
 
         def sparse(m):
-            m = m.tocoo()
+            m = sp.coo_matrix(m)
             idx = torch.as_tensor(np.stack([m.row, m.col]).astype(np.int64), device=device)
             return torch.sparse_coo_tensor(idx, t(m.data), m.shape, check_invariants=False).coalesce()
 
+        out: dict[str, Any] = {}
+        for q in QUANTITIES:
+            v = getattr(self, q.name)
+            if v is None:
+                out[q.tname] = None
+            elif q.where == "operator":
+                out[q.tname] = sparse(v)
+            else:
+                out[q.tname] = t(v, torch.long if q.is_index else dtype)
         n = self.num_vertices
-        return TorchOperators(
-            pos=t(self.V),
-            faces=t(self.F, torch.long),
-            mass=t(self.mass),
-            evals=t(self.evals),
-            evecs=t(self.evecs),
-            hks=t(self.hks),
-            normals=t(self.normals),
-            frames=t(self.frames),
-            edge_index=t(self.edge_index, torch.long),
-            theta=t(self.theta),
-            r=t(self.r),
-            transport=t(self.transport),
-            L=sparse(self.L),
-            grad_x=sparse(self.grad_x),
-            grad_y=sparse(self.grad_y),
-            batch=torch.zeros(n, dtype=torch.long, device=device),
-            ptr=torch.tensor([0, n], dtype=torch.long, device=device),
-            num_graphs=1,
-        )
+        return TorchOperators(**out, batch=torch.zeros(n, dtype=torch.long, device=device),
+                              ptr=torch.tensor([0, n], dtype=torch.long, device=device), num_graphs=1)
 
 
 @dataclass
@@ -142,6 +191,7 @@ class TorchOperators:
     batch: Any
     ptr: Any
     num_graphs: int
+    wks: Any = None
 
     @property
     def num_vertices(self) -> int:
@@ -161,53 +211,87 @@ class TorchOperators:
         return TorchOperators(**out)
 
 
+def scale_operators(ops, s):
+    """The bundle of the same meshes scaled by ``s`` (``x -> s x``): the one scale law.
+
+    ``ops``: :class:`Operators` or :class:`TorchOperators` (one mesh or a batch);
+    ``s``: scalar or (B,) per mesh, > 0 (numpy or torch; differentiable for torch).
+    Each quantity is multiplied by ``s ** length_power`` (:data:`QUANTITIES`):
+    ``pos, r -> s pos, s r``; ``mass -> s^2 mass``; ``evals -> evals / s^2``;
+    ``evecs -> evecs / s`` (still M-orthonormal); ``hks, wks -> / s^2`` (their times /
+    energies are relative to the spectrum, so only ``phi^2`` scales); tangent
+    gradient rows ``-> / s``. Angles, normals, frames and the weak cotan ``L`` are
+    scale-free and shared. The input is never modified.
+    """
+    torch_in = hasattr(ops, "pos")  # TorchOperators, or a bundle that names positions like it
+    if torch_in:
+        import torch
+
+        sb = torch.as_tensor(s, dtype=ops.mass.dtype, device=ops.mass.device).reshape(-1)
+        sb = sb.expand(int(ops.num_graphs)) if sb.numel() == 1 else sb
+        gi = ops.batch
+    else:
+        sb = np.asarray(s, dtype=np.float64).reshape(-1)
+        gi = np.zeros(len(ops.V), dtype=np.int64)
+    sv = sb[gi]  # (N,) per vertex
+    recv = ops.edge_index[1] if getattr(ops, "edge_index", None) is not None else None
+    upd = {}
+    for q in QUANTITIES:
+        v = getattr(ops, q.tname if torch_in else q.name, None)
+        if v is None or q.length_power == 0 or q.is_index:
+            continue
+        p = q.length_power
+        if q.where == "vertex":
+            f = sv.reshape((-1,) + (1,) * (v.ndim - 1))
+        elif q.where == "edge":
+            f = sv[recv]
+        elif q.where == "mesh":
+            f = sb[:, None] if v.ndim == 2 else sb[0]
+        else:  # operator: scale rows
+            upd[q.tname if torch_in else q.name] = _scale_rows(v, sv, p)
+            continue
+        # x * s**p or x / s**-p, as written out by hand (keeps results bit-identical).
+        upd[q.tname if torch_in else q.name] = v * f**p if p > 0 else v / f ** (-p)
+    return replace(ops, **upd)
+
+
+def _scale_rows(G, sv, p: int):
+    """Row i of a sparse operator times ``sv[i] ** p`` (same sparsity pattern)."""
+    if isinstance(G, np.ndarray) or sp.issparse(G):
+        d = np.asarray(sv, dtype=np.float64)
+        return sp.csr_matrix(sp.diags(d**p if p > 0 else 1.0 / d ** (-p)) @ G)
+    import torch
+
+    if not G.is_sparse:
+        f = sv[:, None]
+        return G * f**p if p > 0 else G / f ** (-p)
+    G = G.coalesce()  # a no-op for the bundle's matrices
+    idx = G.indices()
+    f = sv[idx[0]]
+    val = G.values() * f**p if p > 0 else G.values() / f ** (-p)
+    # Same sparsity pattern: no re-sort (this runs on every DiffusionNet forward).
+    return torch.sparse_coo_tensor(idx, val, G.shape, check_invariants=False, is_coalesced=True)
+
+
 def unit_area(ops: TorchOperators) -> TorchOperators:
-    """The same meshes, each uniformly scaled to total area 1.
+    """The same meshes, each uniformly scaled to total area 1 (:func:`scale_operators`
+    with ``s = 1/sqrt(area)`` per mesh).
 
     DiffusionNet-style networks see raw operator values (HKS ~ 1/area, eigenvalues ~
     1/area, gradients ~ 1/length) and learn diffusion times in length^2, so a mesh
-    in Angstrom or millimetres would otherwise look nothing like one in metres. With
-    scale factor ``s = 1/sqrt(area)`` per mesh: ``pos, r -> s pos, s r``;
-    ``mass -> s^2 mass``; ``evals -> evals / s^2``; ``evecs -> evecs / s`` (still
-    M-orthonormal); ``hks -> hks / s^2`` (its times are relative to the spectrum, so
-    the exponentials are unchanged); ``grad -> grad / s``. Angles, normals, frames
-    and the cotan ``L`` are scale-free and shared. Differentiable; works on batches.
+    in Angstrom or millimetres would otherwise look nothing like one in metres.
+    Differentiable; works on batches.
     """
     import torch
 
     B = int(ops.num_graphs)
     area = ops.mass.new_zeros(B).index_add(0, ops.batch, ops.mass)
-    s = area.clamp_min(torch.finfo(area.dtype).tiny).rsqrt()  # (B,)
-    sv = s[ops.batch]  # (N,)
-    evals = ops.evals / (s**2)[:, None] if ops.evals.ndim == 2 else ops.evals / s[0] ** 2
-
-    def grad(G):
-        if not G.is_sparse:
-            return G / sv[:, None]
-        G = G.coalesce()  # a no-op for the bundle's matrices
-        idx = G.indices()
-        # Same sparsity pattern: no re-sort (this runs on every DiffusionNet forward).
-        return torch.sparse_coo_tensor(idx, G.values() / sv[idx[0]], G.shape, check_invariants=False,
-                                       is_coalesced=True)
-
-    out = replace(
-        ops,
-        pos=ops.pos * sv[:, None],
-        mass=ops.mass * sv**2,
-        evals=evals,
-        evecs=ops.evecs / sv[:, None],
-        hks=ops.hks / sv[:, None] ** 2,
-        r=ops.r * sv[ops.edge_index[1]],
-        grad_x=grad(ops.grad_x),
-        grad_y=grad(ops.grad_y),
-    )
-    if getattr(ops, "wks", None) is not None:  # same phi^2 scaling as the HKS
-        out.wks = ops.wks / sv[:, None] ** 2
-    return out
+    return scale_operators(ops, area.clamp_min(torch.finfo(area.dtype).tiny).rsqrt())
 
 
 def collate(items: Sequence[Operators | TorchOperators], dtype=None, device=None) -> TorchOperators:
-    """Batch several meshes into one :class:`TorchOperators` (PyG-style concatenation)."""
+    """Batch several meshes into one :class:`TorchOperators` (PyG-style concatenation;
+    how each quantity is batched follows its ``where`` in :data:`QUANTITIES`)."""
     import torch
 
     ts = [it.to_torch(dtype, device) if isinstance(it, Operators) else it for it in items]
@@ -218,34 +302,30 @@ def collate(items: Sequence[Operators | TorchOperators], dtype=None, device=None
         raise ValueError(f"meshes in a batch must share the eigenbasis size k, got {sorted(ks)}")
     sizes = [t.num_vertices for t in ts]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
+    N = int(offsets[-1])
     dev = ts[0].pos.device
-
-    def cat(name):
-        return torch.cat([getattr(t, name) for t in ts], dim=0)
-
-    def block_diag(name):
-        mats = [getattr(t, name).coalesce() for t in ts]
-        idx = torch.cat([m.indices() + int(o) for m, o in zip(mats, offsets[:-1])], dim=1)
-        val = torch.cat([m.values() for m in mats])
-        N = int(offsets[-1])
-        return torch.sparse_coo_tensor(idx, val, (N, N), check_invariants=False).coalesce()
-
+    out: dict[str, Any] = {}
+    for q in QUANTITIES:
+        vs = [getattr(t, q.tname) for t in ts]
+        if any(v is None for v in vs):
+            if not q.optional or any(v is not None for v in vs):
+                raise ValueError(f"{q.name} is missing from some meshes of the batch")
+            out[q.tname] = None
+        elif q.where in ("vertex", "edge"):
+            out[q.tname] = torch.cat(vs, dim=0)
+        elif q.where == "mesh":
+            out[q.tname] = torch.stack([v.reshape(-1) for v in vs])
+        elif q.where == "faces":
+            out[q.tname] = torch.cat([v + int(o) for v, o in zip(vs, offsets[:-1])])
+        elif q.where == "edges":
+            out[q.tname] = torch.cat([v + int(o) for v, o in zip(vs, offsets[:-1])], dim=1)
+        else:  # operator: block diagonal
+            mats = [v.coalesce() for v in vs]
+            idx = torch.cat([m.indices() + int(o) for m, o in zip(mats, offsets[:-1])], dim=1)
+            val = torch.cat([m.values() for m in mats])
+            out[q.tname] = torch.sparse_coo_tensor(idx, val, (N, N), check_invariants=False).coalesce()
     return TorchOperators(
-        pos=cat("pos"),
-        faces=torch.cat([t.faces + int(o) for t, o in zip(ts, offsets[:-1])]),
-        mass=cat("mass"),
-        evals=torch.stack([t.evals.reshape(-1) for t in ts]),
-        evecs=cat("evecs"),
-        hks=cat("hks"),
-        normals=cat("normals"),
-        frames=cat("frames"),
-        edge_index=torch.cat([t.edge_index + int(o) for t, o in zip(ts, offsets[:-1])], dim=1),
-        theta=cat("theta"),
-        r=cat("r"),
-        transport=cat("transport"),
-        L=block_diag("L"),
-        grad_x=block_diag("grad_x"),
-        grad_y=block_diag("grad_y"),
+        **out,
         batch=torch.cat([torch.full((s,), i, dtype=torch.long, device=dev) for i, s in enumerate(sizes)]),
         ptr=torch.as_tensor(offsets, dtype=torch.long, device=dev),
         num_graphs=len(ts),
@@ -257,13 +337,8 @@ def collate(items: Sequence[Operators | TorchOperators], dtype=None, device=None
 
 def operator_key(V: np.ndarray, F: np.ndarray, params: dict) -> str:
     """SHA-256 hex digest of (V, F, params, CACHE_VERSION): the cache file's name."""
-    h = hashlib.sha256()
-    h.update(f"meshgdl-operators-v{CACHE_VERSION}".encode())
-    for a in (np.ascontiguousarray(V, dtype=np.float64), np.ascontiguousarray(F, dtype=np.int64)):
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    h.update(json.dumps(params, sort_keys=True).encode())
-    return h.hexdigest()
+    return content_key(f"meshgdl-operators-v{CACHE_VERSION}",
+                       (np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)), params)
 
 
 def compute_operators(
@@ -273,13 +348,15 @@ def compute_operators(
     k_eig: int = 128,
     n_hks: int = 16,
     laplacian: str = "auto",
+    n_wks: int = 0,
     cache_dir: str | os.PathLike | None = None,
 ) -> Operators:
     """Compute (or load from ``cache_dir``) the operator bundle of a mesh.
 
     V: (n, 3) float64; F: (m, 3) int64 (validated, e.g. by ``meshgdl.io``).
     k_eig: eigenpairs of ``L phi = lambda M phi`` (clipped to n - 1 for tiny meshes).
-    n_hks: HKS time samples. laplacian: ``"auto" | "cotan" | "robust"``.
+    n_hks: HKS time samples. laplacian: ``"auto" | "cotan" | "robust"``. n_wks: WKS
+    energies (0: no ``wks``).
     """
     from meshgdl.geometry.laplacian import laplacian as build_laplacian
     from meshgdl.geometry.spectral import eigenbasis
@@ -287,6 +364,8 @@ def compute_operators(
     V = np.ascontiguousarray(V, dtype=np.float64)
     F = np.ascontiguousarray(F, dtype=np.int64)
     params = {"k_eig": int(k_eig), "n_hks": int(n_hks), "laplacian": str(laplacian)}
+    if n_wks:  # only then: bundles without a WKS keep their cache keys
+        params["n_wks"] = int(n_wks)
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{operator_key(V, F, params)}.npz"
@@ -319,6 +398,7 @@ def compute_operators(
         grad_x=gx,
         grad_y=gy,
         params=params,
+        wks=operator_wks(evals, evecs, n_wks) if n_wks else None,
     )
     if path is not None:
         save_operators(path, ops)
@@ -334,6 +414,15 @@ def operator_hks(evals: np.ndarray, evecs: np.ndarray, n_hks: int) -> np.ndarray
 
     k = _without_last_multiplet(evals)
     return hks(evals[:k], evecs[:, :k], n_times=n_hks)
+
+
+def operator_wks(evals: np.ndarray, evecs: np.ndarray, n_wks: int) -> np.ndarray:
+    """The bundle's WKS (n, n_wks), from the same eigenpairs as :func:`operator_hks`
+    (trailing multiplet dropped, for the same reason)."""
+    from meshgdl.geometry.spectral import wks
+
+    k = _without_last_multiplet(evals)
+    return wks(evals[:k], evecs[:, :k], n_energies=n_wks)
 
 
 def _without_last_multiplet(evals: np.ndarray, rtol: float = 1e-3) -> int:
@@ -355,23 +444,20 @@ def _without_last_multiplet(evals: np.ndarray, rtol: float = 1e-3) -> int:
 def save_operators(path: str | os.PathLike, ops: Operators) -> None:
     """Write ``ops`` as an ``.npz`` (atomic; plain arrays only, loadable without pickle)."""
     arrays: dict[str, np.ndarray] = {}
-    for f in fields(Operators):
-        v = getattr(ops, f.name)
-        if f.name == "params":
+    for q in QUANTITIES:
+        v = getattr(ops, q.name)
+        if v is None:
             continue
-        if f.name in _SPARSE:
+        if q.where == "operator":
             m = sp.csr_matrix(v)
-            arrays[f"{f.name}__data"] = m.data
-            arrays[f"{f.name}__indices"] = m.indices
-            arrays[f"{f.name}__indptr"] = m.indptr
-            arrays[f"{f.name}__shape"] = np.asarray(m.shape, dtype=np.int64)
+            arrays[f"{q.name}__data"] = m.data
+            arrays[f"{q.name}__indices"] = m.indices
+            arrays[f"{q.name}__indptr"] = m.indptr
+            arrays[f"{q.name}__shape"] = np.asarray(m.shape, dtype=np.int64)
         else:
-            arrays[f.name] = np.asarray(v)
-    meta = {"version": CACHE_VERSION, "params": ops.params, "key": operator_key(ops.V, ops.F, ops.params)}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            arrays[q.name] = np.asarray(v)
+    save_entry(path, arrays, {"version": CACHE_VERSION, "params": ops.params,
+                              "key": operator_key(ops.V, ops.F, ops.params)})
 
 
 def load_operators(
@@ -386,25 +472,20 @@ def load_operators(
     When ``V``/``F``/``params`` are given, the stored bundle must match them exactly
     (guards against hash collisions and hand-copied files).
     """
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["__meta__"]).decode())
-            if meta.get("version") != CACHE_VERSION:
-                raise ValueError(f"cache format v{meta.get('version')} != v{CACHE_VERSION}")
-            kw: dict[str, Any] = {"params": meta["params"]}
-            for f in fields(Operators):
-                if f.name == "params":
-                    continue
-                if f.name in _SPARSE:
-                    shape = tuple(int(s) for s in z[f"{f.name}__shape"])
-                    kw[f.name] = sp.csr_matrix(
-                        (z[f"{f.name}__data"], z[f"{f.name}__indices"], z[f"{f.name}__indptr"]), shape=shape
-                    )
-                else:
-                    kw[f.name] = np.array(z[f.name])
+
+    def read(z: dict, meta: dict) -> Operators:
+        if meta.get("version") != CACHE_VERSION:
+            raise ValueError(f"cache format v{meta.get('version')} != v{CACHE_VERSION}")
+        kw: dict[str, Any] = {"params": meta["params"]}
+        for q in QUANTITIES:
+            if q.where == "operator":
+                shape = tuple(int(s) for s in z[f"{q.name}__shape"])
+                kw[q.name] = sp.csr_matrix((z[f"{q.name}__data"], z[f"{q.name}__indices"], z[f"{q.name}__indptr"]),
+                                           shape=shape)
+            elif q.optional and q.name not in z:
+                kw[q.name] = None
+            else:
+                kw[q.name] = z[q.name]
         ops = Operators(**kw)
         _check_consistent(ops)
         if meta.get("key") != operator_key(ops.V, ops.F, ops.params):
@@ -416,28 +497,40 @@ def load_operators(
         if F is not None and (ops.F.shape != F.shape or not np.array_equal(ops.F, F)):
             raise ValueError("faces differ")
         return ops
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        log.warning("ignoring unusable operator cache %s (%s); recomputing", path, exc)
-        return None
+
+    return load_entry(path, read, "operator cache")
 
 
 def _check_consistent(ops: Operators) -> None:
+    """ValueError unless every quantity has the shape its ``where`` implies and the
+    float arrays are finite."""
     n = len(ops.V)
     E = ops.edge_index.shape[1] if ops.edge_index.ndim == 2 else -1
-    checks = [
-        ops.V.shape == (n, 3),
-        ops.F.ndim == 2 and ops.F.shape[1] == 3,
-        ops.mass.shape == (n,),
-        ops.L.shape == (n, n),
-        ops.evecs.shape == (n, len(ops.evals)),
-        ops.hks.shape[0] == n,
-        ops.frames.shape == (n, 3, 3),
-        ops.edge_index.shape == (2, E),
-        ops.theta.shape == ops.r.shape == ops.transport.shape == (E,),
-        ops.grad_x.shape == ops.grad_y.shape == (n, n),
-    ]
-    if not all(checks):
+    k = len(ops.evals)
+    for q in QUANTITIES:
+        v = getattr(ops, q.name)
+        if v is None:
+            if q.optional:
+                continue
+            raise ValueError(f"{q.name} is missing")
+        shape = v.shape
+        ok = {
+            "vertex": len(shape) >= 1 and shape[0] == n,
+            "edge": shape == (E,),
+            "mesh": len(shape) == 1,
+            "operator": shape == (n, n),
+            "faces": len(shape) == 2 and shape[1] == 3,
+            "edges": shape == (2, E),
+        }[q.where]
+        if not ok:
+            raise ValueError(f"array shapes are inconsistent ({q.name} {shape})")
+        if not q.is_index and q.where != "operator" and not np.all(np.isfinite(v)):
+            raise ValueError(f"non-finite values in {q.name}")
+    if ops.V.shape != (n, 3) or ops.frames.shape != (n, 3, 3) or ops.evecs.shape != (n, k):
         raise ValueError("array shapes are inconsistent")
-    for name in ("V", "mass", "evals", "evecs", "hks", "theta", "r", "transport"):
-        if not np.all(np.isfinite(getattr(ops, name))):
-            raise ValueError(f"non-finite values in {name}")
+
+
+_FIELDS_N = {f.name for f in fields(Operators)} - {"params"}
+_FIELDS_T = {f.name for f in fields(TorchOperators)} - {"batch", "ptr", "num_graphs"}
+if _FIELDS_N != {q.name for q in QUANTITIES} or _FIELDS_T != {q.tname for q in QUANTITIES}:  # pragma: no cover
+    raise ImportError("Operators / TorchOperators fields and QUANTITIES disagree; declare every quantity in both")

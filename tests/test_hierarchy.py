@@ -235,13 +235,13 @@ def test_corrupt_cache_is_recomputed(tmp_path, caplog):
     h = H.build_hierarchy(V, F, **kw)
     (path,) = tmp_path.glob("hier-*.npz")
     path.write_bytes(path.read_bytes()[:50])
-    with caplog.at_level(logging.WARNING, logger="meshgdl.data.hierarchy"):
+    with caplog.at_level(logging.WARNING, logger="meshgdl.cache"):
         h2 = H.build_hierarchy(V, F, **kw)
     assert "unusable hierarchy cache" in caplog.text
     np.testing.assert_array_equal(h.pools[0].parent, h2.pools[0].parent)
     # the bad file was replaced by a good one
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="meshgdl.data.hierarchy"):
+    with caplog.at_level(logging.WARNING, logger="meshgdl.cache"):
         H.build_hierarchy(V, F, **kw)
     assert "unusable" not in caplog.text
 

@@ -323,3 +323,58 @@ def test_gem_unit_area_makes_the_model_scale_invariant():
     assert not torch.allclose(out[False][1], out[False][0], rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match="unit_area"):
         ModelConfig(unit_area="yes")
+
+
+def test_a_model_kind_is_one_class_plus_one_registration():
+    """The registry is the only list of kinds: a new one builds, trains through the same
+    Batch and is refused once removed; unknown kinds never fall back to another model."""
+    from meshgdl.nn.models import MODELS, register_model
+    from meshgdl.nn.pooling import invariant_features
+
+    @register_model("tiny_linear")
+    class TinyLinear(torch.nn.Module):
+        uses_hierarchy = False
+        num_feature_layers = 1
+
+        @staticmethod
+        def check_config(cfg):
+            if cfg.task != "segmentation":
+                raise ValueError("tiny_linear segments only")
+
+        def __init__(self, cfg):
+            super().__init__()
+            self.lin = torch.nn.Linear(cfg.n_hks, cfg.n_classes)
+
+        def forward(self, batch):
+            return self.lin(batch.ops.hks)
+
+        def features(self, batch, layer):
+            return invariant_features(batch.ops.hks, f"{batch.ops.hks.shape[1]}x0")
+
+    try:
+        cfg = ModelConfig(kind="tiny_linear", n_classes=3, n_hks=4, k_eig=8, n_levels=3)
+        assert cfg.geometry.uses_hierarchy is False  # the kind says it needs no hierarchy
+        model = build_model(cfg.to_dict())
+        assert isinstance(model, TinyLinear)
+        b = collate_samples([prepare(*icosphere(1), cfg)])
+        assert len(b.levels) == 1 and model(b).shape == (b.num_vertices, 3)
+        with pytest.raises(ValueError, match="segments only"):
+            ModelConfig(kind="tiny_linear", task="classification")
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("gem")(TinyLinear)
+        with pytest.raises(TypeError, match="has no uses_hierarchy"):
+            register_model("broken")(torch.nn.Linear)
+    finally:
+        MODELS.pop("tiny_linear", None)
+    with pytest.raises(ValueError, match="kind must be one of diffusion, gem"):
+        ModelConfig(kind="tiny_linear")
+
+
+def test_wks_input_feature_is_computed_when_the_config_asks_for_it():
+    cfg = ModelConfig(kind="diffusion", in_features=["hks", "wks"], n_hks=4, n_wks=5, k_eig=16, width=8, n_layers=1)
+    s = prepare(*blob(1, 2), cfg)
+    assert s.ops.wks.shape == (s.num_vertices, 5)
+    out = build_model(cfg)(collate_samples([s]))
+    assert out.shape == (s.num_vertices, cfg.n_classes) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="n_wks"):
+        ModelConfig(in_features=["wks"])

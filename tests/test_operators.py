@@ -104,7 +104,7 @@ def test_corrupt_or_stale_cache_is_recomputed(tmp_path, damage, caplog):
     elif damage == "other_mesh":
         V2, F2 = torus(12, 8)
         save_operators(path, compute_operators(V2, F2, **params))
-    with caplog.at_level(logging.WARNING, logger="meshgdl.operators"):
+    with caplog.at_level(logging.WARNING, logger="meshgdl.cache"):
         again = compute_operators(V, F, cache_dir=tmp_path, **params)
     assert "recomputing" in caplog.text
     np.testing.assert_allclose(again.evals, good.evals)
@@ -182,3 +182,70 @@ def test_tiny_k_on_symmetric_mesh_keeps_a_positive_eigenvalue():
     # only the constant eigenfunction, from which no HKS time scale can be chosen.
     ops = compute_operators(*icosphere(1), k_eig=4, n_hks=3)
     assert np.isfinite(ops.hks).all() and ops.hks.shape == (42, 3)
+
+
+# --------------------------------------------------------------------------- declared quantities
+
+
+def _lumpy(sub=2, seed=3):
+    V, F = icosphere(sub)
+    rng = np.random.default_rng(seed)
+    return V * (1 + 0.1 * rng.standard_normal((len(V), 1))), F
+
+
+def test_an_optional_quantity_is_carried_everywhere_by_its_declaration(tmp_path):
+    """WKS is one row of QUANTITIES: computed on request, cached, converted, batched,
+    scaled and rotated without code of its own in any of those places."""
+    from meshgdl.data.transforms import rotate, scale
+    from meshgdl.geometry.spectral import wks
+    from meshgdl.operators import QUANTITIES, operator_key, scale_operators
+
+    assert {q.name for q in QUANTITIES} >= {"V", "hks", "wks"}
+    V, F = _lumpy()
+    plain = compute_operators(V, F, k_eig=24, n_hks=4)
+    assert plain.wks is None
+    # bundles without a WKS keep their cache keys (params unchanged)
+    assert operator_key(V, F, plain.params) == operator_key(V, F, {"k_eig": 24, "n_hks": 4, "laplacian": "auto"})
+    ops = compute_operators(V, F, k_eig=24, n_hks=4, n_wks=6, cache_dir=tmp_path)
+    assert ops.wks.shape == (len(V), 6) and np.all(np.isfinite(ops.wks))
+    from meshgdl.operators import _without_last_multiplet
+
+    k = _without_last_multiplet(ops.evals)  # the same eigenpairs as the bundle's HKS
+    np.testing.assert_allclose(ops.wks, wks(ops.evals[:k], ops.evecs[:, :k], 6), rtol=1e-12)
+    again = compute_operators(V, F, k_eig=24, n_hks=4, n_wks=6, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.wks, ops.wks)
+    # torch view and batch
+    t = ops.to_torch(torch.float64)
+    assert t.wks.shape == (len(V), 6) and t.to(dtype=torch.float32).wks.dtype == torch.float32
+    b = collate([ops, ops])
+    assert b.wks.shape == (2 * len(V), 6)
+    with pytest.raises(ValueError, match="wks is missing"):
+        collate([ops, plain])
+    # the scale law is the declared one and matches recomputation on the scaled mesh
+    s = 3.0
+    sc = scale(ops, s)
+    fresh = compute_operators(V * s, F, k_eig=24, n_hks=4, n_wks=6)
+    np.testing.assert_allclose(sc.wks, fresh.wks, rtol=1e-6, atol=1e-9 * np.abs(fresh.wks).max())
+    np.testing.assert_allclose(sc.hks, fresh.hks, rtol=1e-6, atol=1e-9 * np.abs(fresh.hks).max())
+    np.testing.assert_allclose(scale_operators(t, torch.tensor([s], dtype=torch.float64)).wks.numpy(), sc.wks)
+    # intrinsic: a rotation leaves it alone
+    R = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0]
+    assert rotate(ops, R).wks is ops.wks
+
+
+def test_unit_area_and_scale_transform_share_one_law():
+    from meshgdl.data.transforms import scale
+    from meshgdl.operators import QUANTITIES
+
+    V, F = _lumpy(seed=5)
+    ops = compute_operators(V, F, k_eig=16, n_hks=4)
+    area = float(ops.mass.sum())
+    a = unit_area(ops.to_torch(torch.float64))
+    b = scale(ops, 1.0 / np.sqrt(area))
+    for q in QUANTITIES:
+        x, y = getattr(a, q.tname), getattr(b, q.name)
+        if x is None:
+            continue
+        x = x.to_dense().numpy() if x.is_sparse else x.numpy()
+        y = y.toarray() if hasattr(y, "toarray") else np.asarray(y)
+        np.testing.assert_allclose(x.reshape(y.shape), y, rtol=1e-12, atol=1e-12, err_msg=q.name)

@@ -89,7 +89,8 @@ def collate_hierarchies(items: Sequence[Hierarchy | TorchHierarchy], dtype=None,
 class GeometryConfig:
     """What :func:`prepare` computes for a mesh: the geometry half of a model's config.
 
-    ``k_eig`` eigenpairs and ``n_hks`` HKS times on the input mesh; ``laplacian``
+    ``k_eig`` eigenpairs, ``n_hks`` HKS times and ``n_wks`` WKS energies (0: none) on
+    the input mesh; ``laplacian``
     (``"auto" | "cotan" | "robust"``); ``n_levels`` resolution levels (a GEM U-Net's
     hierarchy; 1 = none), each with ``level_ratio`` times the vertices of the
     previous one and ``coarse_k_eig`` eigenpairs; ``unit_area``: scale the mesh to
@@ -99,6 +100,7 @@ class GeometryConfig:
 
     k_eig: int = 128
     n_hks: int = 16
+    n_wks: int = 0
     laplacian: str = "auto"
     n_levels: int = 1
     level_ratio: float = 0.25
@@ -225,11 +227,13 @@ def prepare(V: np.ndarray, F: np.ndarray, config: Any, cache_dir=None) -> Sample
             k_eig=config.k_eig,
             coarse_k_eig=config.coarse_k_eig,
             n_hks=config.n_hks,
+            n_wks=config.n_wks,
             laplacian=config.laplacian,
             cache_dir=cache_dir,
         )
         return Sample(ops=h.levels[0], coarse=list(h.levels[1:]), pools=list(h.pools))
-    ops = compute_operators(V, F, k_eig=config.k_eig, n_hks=config.n_hks, laplacian=config.laplacian, cache_dir=cache_dir)
+    ops = compute_operators(V, F, k_eig=config.k_eig, n_hks=config.n_hks, n_wks=config.n_wks,
+                            laplacian=config.laplacian, cache_dir=cache_dir)
     return Sample(ops=ops)
 
 

@@ -20,25 +20,20 @@ Writes are atomic; unusable files are ignored and recomputed.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from meshgdl.atomic import atomic_path
+from meshgdl.cache import load_entry, save_entry
 from meshgdl.geometry.gauges import tangent_jacobian, transport_angles
 from meshgdl.geometry.remesh import PARENT_METHODS, decimate
 from meshgdl.operators import Operators, compute_operators, operator_key
 
 if TYPE_CHECKING:
     from meshgdl.data.batching import TorchHierarchy
-
-log = logging.getLogger(__name__)
 
 #: Bump when the decimation or the stored arrays change meaning.
 HIERARCHY_VERSION = 1
@@ -124,6 +119,7 @@ def build_hierarchy(
     k_eig: int = 128,
     coarse_k_eig: int = 16,
     n_hks: int = 16,
+    n_wks: int = 0,
     laplacian: str = "auto",
     parent: str = "collapse",
     cache_dir: str | os.PathLike | None = None,
@@ -134,6 +130,7 @@ def build_hierarchy(
     to the input, starting with 1 and strictly decreasing (e.g. ``(1, 1/4, 1/16)``).
     Level 0 uses ``k_eig`` eigenpairs, coarser levels ``coarse_k_eig`` (networks
     only need the fine spectrum; coarse ones get a cheap basis for their HKS).
+    ``n_wks`` WKS energies on level 0 only (0: none; networks read input features there).
     ``parent``: ``"collapse" | "nearest"`` (:func:`meshgdl.geometry.remesh.decimate`). Raises MeshError if a
     level would be too small.
     """
@@ -170,7 +167,8 @@ def build_hierarchy(
     for l, (Vl, Fl, _) in enumerate(meshes):
         levels.append(
             compute_operators(
-                Vl, Fl, k_eig=k_eig if l == 0 else coarse_k_eig, n_hks=n_hks, laplacian=laplacian, cache_dir=cache_dir
+                Vl, Fl, k_eig=k_eig if l == 0 else coarse_k_eig, n_hks=n_hks, n_wks=n_wks if l == 0 else 0,
+                laplacian=laplacian, cache_dir=cache_dir,
             )
         )
     pools = [pool_map(levels[l], levels[l + 1], meshes[l + 1][2]) for l in range(len(meshes) - 1)]
@@ -181,48 +179,40 @@ def _save_meshes(path: Path, meshes, params: dict, key: str) -> None:
     arrays: dict[str, np.ndarray] = {}
     for l, (Vl, Fl, par) in enumerate(meshes[1:], start=1):
         arrays[f"V{l}"], arrays[f"F{l}"], arrays[f"parent{l}"] = Vl, Fl, par
-    meta = {"version": HIERARCHY_VERSION, "params": params, "levels": len(meshes), "key": key}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    save_entry(path, arrays, {"version": HIERARCHY_VERSION, "params": params, "levels": len(meshes), "key": key})
 
 
 def _load_meshes(path: Path, V: np.ndarray, F: np.ndarray, params: dict, key: str):
     """Stored coarse meshes and parents, or None if missing / unusable / for other inputs."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["__meta__"]).decode())
-            if meta.get("version") != HIERARCHY_VERSION or meta.get("params") != params:
-                raise ValueError("stale hierarchy cache")
-            if meta.get("key") != key:
-                raise ValueError("cache file belongs to another mesh")
-            n_levels = int(meta["levels"])
-            if n_levels != len(params["ratios"]):
-                raise ValueError("level count differs")
-            meshes = [(V, F, None)]
-            for l in range(1, n_levels):
-                Vl = np.array(z[f"V{l}"], dtype=np.float64)
-                Fl = np.array(z[f"F{l}"], dtype=np.int64)
-                par = np.array(z[f"parent{l}"], dtype=np.int64)
-                n_prev = len(meshes[-1][0])
-                if (
-                    Vl.ndim != 2
-                    or Vl.shape[1] != 3
-                    or not np.all(np.isfinite(Vl))
-                    or Fl.ndim != 2
-                    or Fl.shape[1] != 3
-                    or Fl.min(initial=0) < 0
-                    or Fl.max(initial=0) >= len(Vl)
-                    or par.shape != (n_prev,)
-                    or par.min(initial=0) < 0
-                    or par.max(initial=0) >= len(Vl)
-                ):
-                    raise ValueError(f"level {l} arrays are inconsistent")
-                meshes.append((Vl, Fl, par))
+
+    def read(z: dict, meta: dict):
+        if meta.get("version") != HIERARCHY_VERSION or meta.get("params") != params:
+            raise ValueError("stale hierarchy cache")
+        if meta.get("key") != key:
+            raise ValueError("cache file belongs to another mesh")
+        n_levels = int(meta["levels"])
+        if n_levels != len(params["ratios"]):
+            raise ValueError("level count differs")
+        meshes = [(V, F, None)]
+        for l in range(1, n_levels):
+            Vl = np.asarray(z[f"V{l}"], dtype=np.float64)
+            Fl = np.asarray(z[f"F{l}"], dtype=np.int64)
+            par = np.asarray(z[f"parent{l}"], dtype=np.int64)
+            n_prev = len(meshes[-1][0])
+            if (
+                Vl.ndim != 2
+                or Vl.shape[1] != 3
+                or not np.all(np.isfinite(Vl))
+                or Fl.ndim != 2
+                or Fl.shape[1] != 3
+                or Fl.min(initial=0) < 0
+                or Fl.max(initial=0) >= len(Vl)
+                or par.shape != (n_prev,)
+                or par.min(initial=0) < 0
+                or par.max(initial=0) >= len(Vl)
+            ):
+                raise ValueError(f"level {l} arrays are inconsistent")
+            meshes.append((Vl, Fl, par))
         return meshes
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        log.warning("ignoring unusable hierarchy cache %s (%s); recomputing", path, exc)
-        return None
+
+    return load_entry(path, read, "hierarchy cache")

@@ -19,23 +19,17 @@ written atomically; an unreadable cache file is recomputed.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
 import time
-import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from meshgdl.atomic import atomic_path
+from meshgdl.cache import content_key, load_entry, save_entry
 from meshgdl.errors import DatasetError, MeshError
 from meshgdl.threads import single_threaded_children
-
-log = logging.getLogger(__name__)
 
 CACHE_ENV = "MESHGDL_CACHE"
 ITEM_CACHE_VERSION = 1
@@ -53,37 +47,27 @@ _ITEM_ARRAYS = ("V", "F", "y", "orig_to_new", "face_origin", "file_V", "file_lab
 
 
 def item_key(record) -> str:
-    h = hashlib.sha256(f"meshgdl-item-v{ITEM_CACHE_VERSION}|".encode())
-    h.update(record.fingerprint().encode())
-    return h.hexdigest()
+    return content_key(f"meshgdl-item-v{ITEM_CACHE_VERSION}|{record.fingerprint()}")
 
 
 def save_item(path: Path, item) -> None:
     arrays = {k: np.asarray(getattr(item, k)) for k in _ITEM_ARRAYS if getattr(item, k) is not None}
-    meta = {"name": item.name, "n_orig_faces": int(item.n_orig_faces), "warnings": list(item.warnings)}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    save_entry(path, arrays, {"name": item.name, "n_orig_faces": int(item.n_orig_faces),
+                              "warnings": list(item.warnings)})
 
 
 def load_item(path: Path):
     """A cached :class:`MeshItem`, or None if missing/unreadable."""
     from meshgdl.data.datasets import MeshItem
 
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["__meta__"]).decode())
-            kw = {k: (np.array(z[k]) if k in z.files else None) for k in _ITEM_ARRAYS}
+    def read(z: dict, meta: dict):
+        kw = {k: z.get(k) for k in _ITEM_ARRAYS}
         if kw["V"] is None or kw["F"] is None or kw["y"] is None:
             raise ValueError("incomplete item")
         return MeshItem(name=meta["name"], n_orig_faces=int(meta["n_orig_faces"]),
                         warnings=list(meta["warnings"]), **kw)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        log.warning("ignoring unusable item cache %s (%s)", path, exc)
-        return None
+
+    return load_entry(path, read, "item cache")
 
 
 def cached_item(dataset, i: int, cache_dir: Path | None):

@@ -16,18 +16,17 @@ Two kinds of transform:
   - :class:`RandomScale`: isotropic scaling by ``s`` (no anisotropic scaling: it
     would change the intrinsic geometry). Exact laws: ``V -> sV``, ``mass -> s^2 mass``,
     ``r -> s r``, ``evals -> evals / s^2``, ``evecs -> evecs / s`` (they stay
-    M-orthonormal), ``grad -> grad / s``; ``L`` (the weak cotan Laplacian), angles,
-    transport, normals and frames are scale invariant. HKS is recomputed from the
-    scaled eigenpairs with the same function the operators used.
+    M-orthonormal), ``grad -> grad / s``, ``hks -> hks / s^2`` (spectrum-relative
+    times); ``L`` (the weak cotan Laplacian), angles, transport, normals and frames
+    are scale invariant (:func:`meshgdl.operators.scale_operators`).
   - :class:`RandomJitter`: small Gaussian noise on the *positions* only (as input
     features see them); the intrinsic operators are kept, which is the documented
     approximation (the noise is a fraction of the mean edge length).
 
 * **Mesh transforms** act on a :class:`meshgdl.data.datasets.MeshItem` before the
   operators are computed (so the result cannot come from the cache):
-  :class:`RandomRemesh` decimates the mesh to a random fraction of its faces
-  (``fast_simplification``) and carries per-vertex labels over by nearest
-  neighbour.
+  :class:`RandomRemesh` decimates the mesh to a random fraction of its vertices
+  (:func:`remesh_item`: the same decimator and label transfer as everywhere else).
 
 Every transform is called as ``t(obj, rng)`` with a ``numpy.random.Generator`` so
 that augmentation is reproducible (the training loop derives ``rng`` from
@@ -99,92 +98,42 @@ def _per_vertex(values: np.ndarray, ops, like):
 def rotate(ops, R):
     """Rotate a bundle rigidly. R: (3, 3) (same for every mesh) or (B, 3, 3) per mesh.
 
-    Positions, normals and frame rows map ``x -> R x``; nothing intrinsic changes.
+    The quantities declared with a rotation in :data:`meshgdl.operators.QUANTITIES`
+    (positions, normals: ``x -> R x``; frame rows) turn; nothing intrinsic changes.
     """
+    from meshgdl.operators import QUANTITIES
+
     R = np.asarray(R, dtype=np.float64)
     if R.ndim == 2:
         R = np.broadcast_to(R, (_n_graphs(ops), 3, 3))
-    pn = _pos_name(ops)
-    pos = getattr(ops, pn)
-    Rv = _per_vertex(R, ops, pos)  # (N, 3, 3)
-    upd = {}
-    if _is_torch(pos):
+    torch_in = _pos_name(ops) == "pos"  # a torch view (or any bundle naming positions pos)
+    Rv = _per_vertex(R, ops, getattr(ops, _pos_name(ops)))  # (N, 3, 3)
+    if torch_in:
         import torch
 
-        upd[pn] = torch.einsum("nij,nj->ni", Rv, pos)
-        upd["normals"] = torch.einsum("nij,nj->ni", Rv, ops.normals)
-        upd["frames"] = torch.einsum("nij,nkj->nki", Rv, ops.frames)
+        ein = torch.einsum
     else:
-        upd[pn] = np.einsum("nij,nj->ni", Rv, pos)
-        upd["normals"] = np.einsum("nij,nj->ni", Rv, ops.normals)
-        upd["frames"] = np.einsum("nij,nkj->nki", Rv, ops.frames)
+        ein = np.einsum
+    upd = {}
+    for q in QUANTITIES:
+        name = q.tname if torch_in else q.name
+        v = getattr(ops, name, None)
+        if q.rotation is None or v is None:
+            continue
+        upd[name] = ein("nij,nj->ni", Rv, v) if q.rotation == "vector" else ein("nij,nkj->nki", Rv, v)
     return dataclasses.replace(ops, **upd)
 
 
 def scale(ops, s):
-    """Scale a bundle isotropically by ``s`` (scalar, or (B,) per mesh), s > 0.
+    """Scale a bundle isotropically by ``s`` (scalar, or (B,) per mesh), s > 0:
+    :func:`meshgdl.operators.scale_operators` (the exact law of every field) after
+    checking ``s``."""
+    from meshgdl.operators import scale_operators
 
-    See the module docstring for the exact law of every field.
-    """
     s = np.asarray(s, dtype=np.float64).reshape(-1)
     if np.any(~np.isfinite(s)) or np.any(s <= 0):
         raise ValueError(f"scale factors must be finite and positive, got {s}")
-    B = _n_graphs(ops)
-    s = np.broadcast_to(s, (B,)) if s.size == 1 else s
-    pn = _pos_name(ops)
-    pos = getattr(ops, pn)
-    sv = _per_vertex(s, ops, pos)  # (N,)
-    upd = {pn: pos * sv[:, None], "mass": ops.mass * sv**2, "evecs": ops.evecs / sv[:, None]}
-    # per-edge radii: the receiver's mesh
-    recv = ops.edge_index[1]
-    upd["r"] = ops.r * sv[recv]
-    ev = ops.evals
-    if _is_torch(ev):
-        import torch
-
-        st = torch.as_tensor(s, dtype=ev.dtype, device=ev.device)
-        upd["evals"] = ev / (st[:, None] ** 2 if ev.dim() == 2 else st[0] ** 2)
-    else:
-        upd["evals"] = ev / (s[0] ** 2)
-    for g in ("grad_x", "grad_y"):
-        upd[g] = _scale_rows(getattr(ops, g), sv)
-    upd["hks"] = _recompute_hks(ops, upd["evals"], upd["evecs"])
-    return dataclasses.replace(ops, **upd)
-
-
-def _scale_rows(G, sv):
-    """Row i of the sparse gradient divided by s of vertex i's mesh."""
-    if _is_torch(G):
-        G = G.coalesce()
-        idx, val = G.indices(), G.values()
-        import torch
-
-        return torch.sparse_coo_tensor(idx, val / sv[idx[0]], G.shape, check_invariants=False).coalesce()
-    import scipy.sparse as sp
-
-    return sp.diags(1.0 / np.asarray(sv)) @ G
-
-
-def _recompute_hks(ops, evals, evecs):
-    """HKS of each mesh from its (transformed) eigenpairs, exactly as the bundle computes it."""
-    from meshgdl.operators import operator_hks
-
-    n_t = int(ops.hks.shape[1])
-    ptr = getattr(ops, "ptr", None)
-    torch_in = _is_torch(evecs)
-    ev_np = evals.detach().cpu().numpy() if torch_in else np.asarray(evals)
-    vec_np = evecs.detach().cpu().numpy() if torch_in else np.asarray(evecs)
-    if ptr is None:
-        out = operator_hks(ev_np.reshape(-1), vec_np, n_t)
-    else:
-        p = ptr.tolist() if torch_in else list(ptr)
-        ev_np = ev_np.reshape(len(p) - 1, -1)
-        out = np.concatenate([operator_hks(ev_np[b], vec_np[p[b] : p[b + 1]], n_t) for b in range(len(p) - 1)])
-    if torch_in:
-        import torch
-
-        return torch.as_tensor(out, dtype=ops.hks.dtype, device=ops.hks.device)
-    return np.asarray(out, dtype=np.asarray(ops.hks).dtype)
+    return scale_operators(ops, s)
 
 
 def mean_edge_length(ops) -> np.ndarray:
@@ -272,9 +221,9 @@ class RandomJitter:
 
 class RandomRemesh:
     """Mesh transform: with probability ``p``, decimate to a uniformly random fraction in
-    ``[min_ratio, max_ratio]`` of the faces and transfer per-vertex targets by nearest
-    neighbour. The item's ``orig_to_new`` is composed so it still maps file vertices
-    (to their nearest surviving vertex)."""
+    ``[min_ratio, max_ratio]`` of the vertices (:func:`remesh_item`). The item's
+    ``orig_to_new`` is composed so it still maps file vertices (to their decimation
+    parent)."""
 
     def __init__(self, min_ratio: float = 0.5, max_ratio: float = 0.9, p: float = 1.0):
         if not 0 < min_ratio <= max_ratio <= 1:
@@ -292,23 +241,22 @@ class RandomRemesh:
 
 
 def remesh_item(item, keep_fraction: float):
-    """Decimate a :class:`MeshItem` to ``keep_fraction`` of its faces (targets by nearest vertex)."""
-    import fast_simplification
-    from scipy.spatial import cKDTree
+    """Decimate a :class:`MeshItem` to about ``keep_fraction`` of its vertices (and faces).
+
+    The decimation is :func:`meshgdl.geometry.remesh.decimate` (canonical vertex order,
+    so the result does not depend on the file's numbering); per-vertex targets are
+    carried over by :func:`meshgdl.data.labels.nearest_surface_labels` (the label of the
+    nearest corner of each new vertex's closest point on the old surface); file vertices
+    map to their decimation parent.
+    """
+    from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.geometry.remesh import decimate
 
     V, F = item.V, item.F
-    V2, F2 = fast_simplification.simplify(V.astype(np.float64), F.astype(np.int64),
-                                          target_reduction=1.0 - float(keep_fraction))
-    V2 = np.asarray(V2, dtype=np.float64)
-    F2 = np.asarray(F2, dtype=np.int64)
-    used = np.unique(F2)
-    remap = np.full(len(V2), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    V2, F2 = V2[used], remap[F2]
-    _, nn_old = cKDTree(V).query(V2)  # each new vertex -> nearest old vertex
-    _, nn_new = cKDTree(V2).query(V)  # each old vertex -> nearest new vertex
-    y = item.y[nn_old] if np.ndim(item.y) == 1 else item.y
-    o2n = np.where(item.orig_to_new >= 0, nn_new[np.maximum(item.orig_to_new, 0)], -1)
+    n_target = max(int(round(float(keep_fraction) * len(V))), 8)
+    V2, F2, parent = decimate(V, F, n_target, parent="nearest")
+    y = nearest_surface_labels(V2, V, F, item.y) if np.ndim(item.y) == 1 else item.y
+    o2n = np.where(item.orig_to_new >= 0, parent[np.maximum(item.orig_to_new, 0)], -1)
     return dataclasses.replace(item, V=V2, F=F2, y=y, orig_to_new=o2n,
                                face_origin=np.full(len(F2), -1, dtype=np.int64))
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from meshgdl.data.batching import GeometryConfig
-from meshgdl.nn.features import KINDS, feature_irreps
+from meshgdl.nn.features import feature_irreps
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.models.registry import MODELS
 
@@ -27,8 +27,9 @@ class ModelConfig:
     :mod:`meshgdl.nn.features`), ``n_layers`` (GEM: conv blocks per stage;
     DiffusionNet: blocks), ``head_hidden`` (width of the output MLP), ``dropout``.
 
-    Geometry (:attr:`geometry`, what :func:`meshgdl.data.batching.prepare` computes): ``k_eig`` eigenpairs, ``n_hks`` HKS times,
-    ``laplacian`` (``"auto" | "cotan" | "robust"``), ``n_levels`` resolution levels
+    Geometry (:attr:`geometry`, what :func:`meshgdl.data.batching.prepare`
+    computes): ``k_eig`` eigenpairs, ``n_hks`` HKS times, ``n_wks`` WKS energies (0:
+    none; needed for the ``"wks"`` input feature), ``laplacian`` (``"auto" | "cotan" | "robust"``), ``n_levels`` resolution levels
     (GEM U-Net; 1 = no pooling), each with ``level_ratio`` times the vertices of the
     previous one, ``coarse_k_eig`` eigenpairs on the coarse levels.
 
@@ -54,6 +55,7 @@ class ModelConfig:
     # geometry
     k_eig: int = 128
     n_hks: int = 16
+    n_wks: int = 0
     laplacian: str = "auto"
     n_levels: int = 1
     level_ratio: float = 0.25
@@ -101,6 +103,7 @@ class ModelConfig:
         for name in ("k_eig", "n_hks", "n_levels", "coarse_k_eig", "n_layers", "n_samples", "width", "head_hidden"):
             positive(name)
         positive("radial", 0)
+        positive("n_wks", 0)
         if not isinstance(self.unit_area, bool):
             raise ValueError(f"model option unit_area must be true or false, got {self.unit_area!r}")
         if not 0.0 < float(self.level_ratio) < 1.0:
@@ -109,10 +112,9 @@ class ModelConfig:
             raise ValueError(f"model option dropout must be in [0, 1), got {self.dropout!r}")
         if not float(self.radial_cutoff) > 0:
             raise ValueError(f"model option radial_cutoff must be > 0, got {self.radial_cutoff!r}")
-        feature_irreps(self.in_features, n_hks=self.n_hks)  # raises on unknown/repeated kinds
-        if "wks" in self.in_features:
-            raise ValueError("input feature 'wks' is not computed by prepare(); choose from "
-                             + ", ".join(k for k in KINDS if k != "wks"))
+        if "wks" in self.in_features and self.n_wks == 0:
+            raise ValueError("input feature 'wks' needs n_wks > 0 (WKS energies computed by prepare())")
+        feature_irreps(self.in_features, n_hks=self.n_hks, n_wks=self.n_wks or None)  # unknown/repeated kinds
         if Irreps(self.hidden_irreps).dim == 0:
             raise ValueError("hidden_irreps must not be empty")
         MODELS[self.kind].check_config(self)
@@ -120,7 +122,7 @@ class ModelConfig:
     @property
     def geometry(self) -> GeometryConfig:
         """What :func:`meshgdl.data.batching.prepare` computes for this model."""
-        return GeometryConfig(k_eig=self.k_eig, n_hks=self.n_hks, laplacian=self.laplacian, n_levels=self.n_levels,
+        return GeometryConfig(k_eig=self.k_eig, n_hks=self.n_hks, n_wks=self.n_wks, laplacian=self.laplacian, n_levels=self.n_levels,
                               level_ratio=float(self.level_ratio), coarse_k_eig=self.coarse_k_eig,
                               unit_area=self.unit_area, hierarchy=MODELS[self.kind].uses_hierarchy)
 

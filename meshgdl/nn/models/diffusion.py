@@ -35,7 +35,7 @@ class DiffusionNetModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = cfg = config
-        self.in_irreps = feature_irreps(cfg.in_features, n_hks=cfg.n_hks)
+        self.in_irreps = feature_irreps(cfg.in_features, n_hks=cfg.n_hks, n_wks=cfg.n_wks or None)
         c_in = self.in_irreps.count(0) + sum(m for m, f in self.in_irreps if f != 0)
         self.net = DiffusionNet(c_in, cfg.n_classes, width=cfg.width, n_blocks=cfg.n_layers, dropout=cfg.dropout)
 

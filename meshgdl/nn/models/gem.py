@@ -170,7 +170,7 @@ class GEMNet(nn.Module):
         self.config = config
         cfg = config
         self.H = H = Irreps(cfg.hidden_irreps)
-        self.in_irreps = feature_irreps(cfg.in_features, n_hks=cfg.n_hks)
+        self.in_irreps = feature_irreps(cfg.in_features, n_hks=cfg.n_hks, n_wks=cfg.n_wks or None)
         L = cfg.n_levels
         self.conv_in = GEMConv(self.in_irreps, H, **_conv_kwargs(cfg))
         self.down = nn.ModuleList(nn.ModuleList(GEMBlock(H, cfg) for _ in range(cfg.n_layers)) for _ in range(L))
