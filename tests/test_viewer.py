@@ -518,7 +518,7 @@ def test_cli_shows_every_layer_of_a_trained_model(egl, tmp_path, torus_obj, caps
     assert n_layers == net.num_feature_layers
     # the hook returns exactly the network's own layer features
     from meshgdl.io import load_mesh
-    from meshgdl.nn.models import collate_samples, prepare
+    from meshgdl.data.batching import collate_samples, prepare
 
     mesh = load_mesh(torus_obj)
     with torch.no_grad():
