@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from meshgdl.data.labels import vertex_to_face_labels
+
 from .colormaps import apply_colormap, label_rgb
 from .features import Feature, TangentFeature, ViewerError, gradient_tangent
 
@@ -181,13 +183,6 @@ class FrameScene:
     face_colors: bool = False  # labels: one colour per face, crisp boundaries
 
 
-def face_labels(labels: np.ndarray, F: np.ndarray) -> np.ndarray:
-    """``(m,)`` label of each face: the majority of its three vertices' labels
-    (the first vertex's when all three differ)."""
-    a, b, c = np.asarray(labels)[np.asarray(F)].T
-    return np.where((a == b) | (a == c), a, np.where(b == c, b, a))
-
-
 def parse_size(text: str) -> tuple[int, int]:
     """``"800x600"`` -> ``(800, 600)``."""
     try:
@@ -345,7 +340,7 @@ class ViewerModel:
         vals = self.all_values()[t, :, self.channel]
         if self.feature.kind == "labels":
             # colour by label value (meshgdl.colors), as segment's PLY and the legend do
-            return label_rgb(face_labels(vals, self.F))
+            return label_rgb(vertex_to_face_labels(self.F, np.asarray(vals, dtype=np.int64)))
         lo, hi = self.value_range()
         return apply_colormap(vals, lo, hi, self.cmap())
 

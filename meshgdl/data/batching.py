@@ -85,17 +85,15 @@ def collate_hierarchies(items: Sequence[Hierarchy | TorchHierarchy], dtype=None,
 # --------------------------------------------------------------------------- samples and batches
 
 
-@dataclass(frozen=True)
-class GeometryConfig:
-    """What :func:`prepare` computes for a mesh: the geometry half of a model's config.
+@dataclass
+class GeometryOptions:
+    """The geometry settings a model config carries (flat, in its JSON).
 
     ``k_eig`` eigenpairs, ``n_hks`` HKS times and ``n_wks`` WKS energies (0: none) on
-    the input mesh; ``laplacian``
-    (``"auto" | "cotan" | "robust"``); ``n_levels`` resolution levels (a GEM U-Net's
-    hierarchy; 1 = none), each with ``level_ratio`` times the vertices of the
-    previous one and ``coarse_k_eig`` eigenpairs; ``unit_area``: scale the mesh to
-    total area 1 first. ``hierarchy``: build the levels (False for models that only
-    use level 0 whatever ``n_levels`` says).
+    the input mesh; ``laplacian`` (``"auto" | "cotan" | "robust"``); ``n_levels``
+    resolution levels (a U-Net's hierarchy; 1 = none), each with ``level_ratio`` times
+    the vertices of the previous one and ``coarse_k_eig`` eigenpairs; ``unit_area``:
+    scale the mesh to total area 1 first.
     """
 
     k_eig: int = 128
@@ -106,6 +104,14 @@ class GeometryConfig:
     level_ratio: float = 0.25
     coarse_k_eig: int = 16
     unit_area: bool = False
+
+
+@dataclass
+class GeometryConfig(GeometryOptions):
+    """What :func:`prepare` computes for a mesh: :class:`GeometryOptions` plus
+    ``hierarchy``: build the coarse levels (False for model kinds that only use
+    level 0 whatever ``n_levels`` says)."""
+
     hierarchy: bool = True
 
     @classmethod
@@ -280,6 +286,7 @@ def collate_samples(samples: Sequence[Any], device=None, dtype=None) -> Batch:
 
 
 __all__ = [
+    "GeometryOptions",
     "GeometryConfig",
     "Sample",
     "Batch",

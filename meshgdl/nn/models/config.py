@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from meshgdl.data.batching import GeometryConfig
+from meshgdl.data.batching import GeometryConfig, GeometryOptions
 from meshgdl.nn.features import feature_irreps
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.models.registry import MODELS
@@ -18,7 +18,7 @@ LAPLACIAN_CHOICES = ("auto", "cotan", "robust")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(GeometryOptions):
     """Architecture + geometry settings of a model (all JSON-serialisable).
 
     Shared: ``kind`` (a registered model kind, :data:`meshgdl.nn.models.MODELS`:
@@ -52,14 +52,6 @@ class ModelConfig:
     task: str = "segmentation"
     n_classes: int = 2
     in_features: list = field(default_factory=lambda: ["hks"])
-    # geometry
-    k_eig: int = 128
-    n_hks: int = 16
-    n_wks: int = 0
-    laplacian: str = "auto"
-    n_levels: int = 1
-    level_ratio: float = 0.25
-    coarse_k_eig: int = 16
     # GEM-CNN
     hidden_irreps: str = "16x0 + 16x1 + 16x2"
     n_layers: int = 4
@@ -69,7 +61,6 @@ class ModelConfig:
     radial: int = 0
     radial_cutoff: float = 2.0
     aggr: str = "mean"
-    unit_area: bool = False
     # DiffusionNet
     width: int = 128
     # heads
@@ -122,9 +113,8 @@ class ModelConfig:
     @property
     def geometry(self) -> GeometryConfig:
         """What :func:`meshgdl.data.batching.prepare` computes for this model."""
-        return GeometryConfig(k_eig=self.k_eig, n_hks=self.n_hks, n_wks=self.n_wks, laplacian=self.laplacian, n_levels=self.n_levels,
-                              level_ratio=float(self.level_ratio), coarse_k_eig=self.coarse_k_eig,
-                              unit_area=self.unit_area, hierarchy=MODELS[self.kind].uses_hierarchy)
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(GeometryOptions)}
+        return GeometryConfig(**own, hierarchy=MODELS[self.kind].uses_hierarchy)
 
     @property
     def ratios(self) -> list[float]:
