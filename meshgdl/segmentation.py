@@ -62,7 +62,9 @@ MIN_MODEL_VERTICES = 64
 DEFAULT_SMOOTH_ITERATIONS = 2
 #: Stages reported to a progress callback, in order.
 STAGES = ("load", "preprocess", "predict", "transfer", "write")
-# ----------------------------------------------------------------------------- working mesh
+
+
+# ----------------------------------------------------------------------------- model
 
 
 @dataclass
