@@ -36,6 +36,13 @@ conjugate, with a phase ``psi = k theta + n g`` (``k = m - n`` or ``-(m + n)``);
    and the ``z`` blocks for ``m`` with weights gathered from the parameters (every entry
    is +-1 times one parameter: no structurally zero weights are multiplied).
 
+Steps 1-3 run over blocks of receiver rows (on the CPU; one block on other devices) with
+a hand-written backward that recomputes a block's ``z`` instead of storing it and adds the
+neighbours' gradients back with a parallel gather-sum over a reverse (by-source) layout,
+so no intermediate larger than a few MiB is allocated per layer (see "fast path" below
+for the measurements behind this). The same function in plain autograd ops,
+:meth:`GEMConv._forward_autograd`, serves double backward and the tests.
+
 Everything that depends only on geometry (the layout, ``cos``/``sin`` of the angles, the
 radial functions, the normalisation) lives in a :class:`GEMGeometry`, built once per
 ``(edge_index, theta, transport, r)`` and cached (keyed by tensor identity and version)
@@ -58,6 +65,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections import OrderedDict
 from typing import Optional
 
@@ -422,6 +430,16 @@ class GEMConv(nn.Module):
         inv[torch.tensor(perm_out)] = torch.arange(len(perm_out))
         self._identity_out = perm_out == list(range(len(perm_out)))
         self.register_buffer("_inv_out", inv, persistent=False)
+        # fast path: output columns of each frequency in the grouped layout, and the
+        # permutations that take gradients back (inverse of _inv_out, inverse of _perm_in)
+        self._out_cols, start = {}, 0
+        for m in self.out_freqs:
+            self._out_cols[m] = (start, start + dim(m) * self._out_copies[m])
+            start += dim(m) * self._out_copies[m]
+        self.register_buffer("_perm_out", torch.tensor(perm_out, dtype=torch.long), persistent=False)
+        inv_in = torch.empty(len(perm_in), dtype=torch.long)
+        inv_in[torch.tensor(perm_in, dtype=torch.long)] = torch.arange(len(perm_in))
+        self.register_buffer("_inv_perm_in", inv_in, persistent=False)
 
         # neighbour sums: rows of the table for input frequency n, grouped by output m
         self._items = {(n, m): _items(n, m) for n in self.in_freqs for m in self.out_freqs}
@@ -433,6 +451,11 @@ class GEMConv(nn.Module):
                 self._row_block[n, m] = (start, R * nr, nr)
                 start += R * nr
             self._rows[n] = start
+        # columns of the (n, m) block in the flattened neighbour sums z_n (rows_n * M_n)
+        self._zcols = {
+            (n, m): (st * self._in_copies[n], (st + cnt) * self._in_copies[n])
+            for (n, m), (st, cnt, _) in self._row_block.items()
+        }
 
         # parameters: one flat vector per kernel type, a block per (output term, input term)
         self._neigh_pairs, self._self_pairs = [], []
@@ -540,15 +563,7 @@ class GEMConv(nn.Module):
 
     def _block_weights(self, dtype, device) -> tuple[dict, dict]:
         """Assembled GEMM weights: ``{(n, m): (R * rows * M_n, C_m)}`` and ``{m: (d_m * M_m, C_m)}``."""
-        params = self.weight if self.self_weight is None else torch.cat([self.weight, self.self_weight])
-        flat = params.to(dtype).index_select(0, self._widx) * self._wsign.to(dtype)
-        neigh, selfw = {}, {}
-        for (key, shape, size), part in zip(self._wblocks, flat.split([b[2] for b in self._wblocks])):
-            if key[0] == "neigh":
-                neigh[key[1], key[2]] = part.view(shape)
-            else:
-                selfw[key[1]] = part.view(shape)
-        return neigh, selfw
+        return self._weight_views(self._flat_weights(dtype).to(device))
 
     def kernel(self, theta: torch.Tensor, r: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The learned neighbour kernel ``K_neigh(theta, r)``: ``(E,) -> (E, d_out, d_in)``.
@@ -659,9 +674,44 @@ class GEMConv(nn.Module):
             raise ValueError(f"geometry has {geom.num_nodes} vertices but x has {x.shape[0]} rows")
         if geom.device != x.device:
             raise ValueError(f"geometry is on {geom.device} but x is on {x.device}: move edge_index/theta/transport too")
+        flat = self._flat_weights(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        plan = self._plan(geom, x.dtype, x.device)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, flat, bias)):
+            return _GEMConvFunction.apply(x, flat, bias, self, plan)
+        return _run_forward(self, plan, x, flat, bias)
+
+    def _flat_weights(self, dtype) -> torch.Tensor:
+        """All GEMM weight blocks in one vector (layout: ``_wblocks``), from the parameters."""
+        params = self.weight if self.self_weight is None else torch.cat([self.weight, self.self_weight])
+        return params.to(dtype).index_select(0, self._widx) * self._wsign.to(dtype)
+
+    def _weight_views(self, flat: torch.Tensor) -> tuple[dict, dict]:
+        """Views of ``flat``: ``{(n, m): (R * rows * M_n, C_m)}`` and ``{m: (d_m * M_m, C_m)}``."""
+        neigh, selfw = {}, {}
+        for (key, shape, size), part in zip(self._wblocks, flat.split([b[2] for b in self._wblocks])):
+            if key[0] == "neigh":
+                neigh[key[1], key[2]] = part.view(shape)
+            else:
+                selfw[key[1]] = part.view(shape)
+        return neigh, selfw
+
+    def _plan(self, geom: "GEMGeometry", dtype, device) -> "_Plan":
+        """Tables and row chunks of this layer on ``geom`` (memoised in the geometry)."""
+        key = ("plan", tuple(self.in_freqs), tuple(self.out_freqs), tuple(sorted(self._in_copies.items())),
+               self.radial, self.radial_cutoff, self.aggr, dtype, device)
+        return geom.memo(key, lambda: _Plan(self, geom, dtype, device))
+
+    def _forward_autograd(self, x: torch.Tensor, geom: "GEMGeometry", flat=None, bias=None) -> torch.Tensor:
+        """The same layer in plain differentiable torch ops (per-frequency gathers, a batched
+        matmul and GEMMs, all recorded by autograd). Used for double backward; the fast path
+        in :meth:`forward` is tested against it."""
         dtype, device = x.dtype, x.device
         dim = Irreps.irrep_dim
-        W_neigh, W_self = self._block_weights(dtype, device)
+        if flat is None:
+            flat = self._flat_weights(dtype)
+            bias = None if self.bias is None else self.bias.to(dtype)
+        W_neigh, W_self = self._weight_views(flat)
 
         xp = x.index_select(1, self._perm_in)
         xs, zs = {}, {}
@@ -679,7 +729,7 @@ class GEMConv(nn.Module):
             terms = [(xs[m], W_self[m])] if m in W_self else []
             terms += [(zs[n][m], W_neigh[n, m]) for n in self.in_freqs]
             (a, w), rest = terms[0], terms[1:]
-            o = torch.addmm(self.bias.to(dtype), a, w) if (m == 0 and self.bias is not None) else a @ w
+            o = torch.addmm(bias, a, w) if (m == 0 and bias is not None) else a @ w
             for a, w in rest:
                 o = o.addmm_(a, w)
             outs.append(o)
@@ -693,3 +743,199 @@ class GEMConv(nn.Module):
         if not self.self_interaction:
             s += ", self_interaction=False"
         return s
+
+
+# -- fast path ---------------------------------------------------------------------------
+#
+# One layer is: gather the neighbours' features (per input frequency), contract them with the
+# coefficient table (batched matmul) into the neighbour sums z, and multiply z and the vertex's
+# own features with the weights (GEMMs). Done on the whole mesh batch at once, autograd keeps
+# z (N x ~800 floats for 32x0 + 32x1 + 32x2) and the gathered neighbours are a ~70 MB tensor at
+# 15k vertices, ~600 MB at a batch of 8 meshes: on the CPU the time goes into memory traffic
+# and into the page faults of such fresh allocations (glibc serves them by mmap), not into
+# the arithmetic. So on the CPU the layer runs over blocks of receiver rows whose
+# intermediates stay in the caches, and its backward recomputes a block's z instead of
+# storing it (the gather and batched matmul are ~1/5 of the GEMM flops). On a GPU the same
+# code runs as a single block (few kernel launches, memory is not the constraint there).
+
+# elements of a block's intermediates (z plus the gathered neighbours): 2^20 floats = 4 MiB,
+# inside the L3 cache and below glibc's largest mmap threshold (32 MiB)
+_CHUNK_ELEMENTS = 1 << 22
+
+
+class _Plan:
+    """What the fast path needs about one layer on one geometry (built once per batch).
+
+    ``tables[n]``: ``(n_rows, rows_n, D * d_n)`` coefficients (:meth:`GEMConv._table`);
+    ``tables_t(n)``: their transposes, contiguous, for the backward (built on first use);
+    ``chunks``: ``(start, stop)`` row blocks of the main rows ``[0, N)`` then of the extra rows
+    of high-degree vertices ``[N, n_rows)`` (whose results are added to ``extra_owner``).
+    """
+
+    def __init__(self, conv: "GEMConv", geom: GEMGeometry, dtype, device):
+        self.geom = geom
+        self.N, self.n_rows, self.D = geom.num_nodes, geom.num_rows, geom.width
+        self.nbr = geom.nbr
+        self.owner = geom.extra_owner
+        self.tables = {n: conv._table(geom, n, dtype, device) for n in conv.in_freqs}
+        self._tables_t: dict = {}
+        dim = Irreps.irrep_dim
+        per_row = sum(conv._rows[n] * conv._in_copies[n] + self.D * dim(n) * conv._in_copies[n] for n in conv.in_freqs)
+        step = max(self.n_rows, 1) if device.type != "cpu" else max(16, _CHUNK_ELEMENTS // max(per_row, 1))
+        self.chunks = [(a, min(a + step, self.N)) for a in range(0, self.N, step)]
+        self.chunks += [(a, min(a + step, self.n_rows)) for a in range(self.N, self.n_rows, step)]
+        # reverse layout for the backward: the real slots grouped by source vertex (CSR), so
+        # "add every slot's gradient to its source" is a parallel gather-sum (embedding_bag)
+        # instead of a scatter (index_add_ runs on one thread on the CPU)
+        slots = torch.nonzero(geom.valid).flatten()
+        src = self.nbr[slots]
+        order = torch.argsort(src, stable=True)
+        self.rev_slots = slots[order]
+        counts = torch.bincount(src, minlength=self.N)
+        self.rev_offsets = torch.cumsum(counts, 0) - counts
+
+    def tables_t(self, n: int) -> torch.Tensor:
+        if n not in self._tables_t:
+            self._tables_t[n] = self.tables[n].transpose(1, 2).contiguous()
+        return self._tables_t[n]
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised ``shape`` tensor reused across calls on the CPU (per thread and name).
+
+    A large fresh tensor costs a page fault per 4 KiB page on every call (glibc returns
+    allocations above 32 MiB to the kernel on free); this buffer is faulted in once. Elsewhere
+    a plain allocation (the CUDA caching allocator already reuses memory).
+    """
+    if like.device.type != "cpu":
+        return like.new_empty(shape)
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None:
+        bufs = _SCRATCH.bufs = {}
+    numel = math.prod(shape)
+    key = (name, like.dtype)
+    buf = bufs.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = bufs[key] = like.new_empty(numel)
+    return buf[:numel].view(shape)
+
+
+def _split_input(conv: "GEMConv", x: torch.Tensor) -> dict:
+    """``{n: (N, d_n * M_n)}`` contiguous, columns as (component, copy) (see ``_perm_in``)."""
+    xp = x.index_select(1, conv._perm_in)
+    if len(conv.in_freqs) == 1:
+        return {conv.in_freqs[0]: xp}
+    return dict(zip(conv.in_freqs, (t.contiguous() for t in xp.split(
+        [conv._in_cols[n][1] - conv._in_cols[n][0] for n in conv.in_freqs], 1))))
+
+
+def _neighbour_sums(conv: "GEMConv", plan: _Plan, xs: dict, a: int, b: int) -> dict:
+    """Neighbour sums of rows ``[a, b)`` (main or extra rows): ``{n: (b - a, rows_n * M_n)}``."""
+    D = plan.D
+    dim = Irreps.irrep_dim
+    zs = {}
+    for n in conv.in_freqs:
+        M = conv._in_copies[n]
+        nb = xs[n].index_select(0, plan.nbr[a * D : b * D])  # (rows * D, d_n * M)
+        z = torch.bmm(plan.tables[n][a:b], nb.view(b - a, D * dim(n), M))
+        zs[n] = z.view(b - a, -1)
+    return zs
+
+
+def _run_forward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Tensor, bias) -> torch.Tensor:
+    """The layer's output, block by block (no autograd): ``(N, irreps_out.dim)``."""
+    W_neigh, W_self = conv._weight_views(flat)
+    xs = _split_input(conv, x)
+    out = x.new_empty(plan.N, conv.irreps_out.dim)  # frequency-grouped layout, as conv._out_cols
+    for a, b in plan.chunks:
+        zs = _neighbour_sums(conv, plan, xs, a, b)
+        main = a < plan.N
+        o_rows = out[a:b] if main else x.new_empty(b - a, out.shape[1])
+        for m in conv.out_freqs:
+            o = o_rows[:, conv._out_cols[m][0] : conv._out_cols[m][1]]
+            terms = [(xs[m][a:b], W_self[m])] if (main and m in W_self) else []
+            terms += [(zs[n][:, conv._zcols[n, m][0] : conv._zcols[n, m][1]], W_neigh[n, m]) for n in conv.in_freqs]
+            torch.mm(terms[0][0], terms[0][1], out=o)
+            for t, w in terms[1:]:
+                o.addmm_(t, w)
+            if main and m == 0 and bias is not None:
+                o.add_(bias)
+        if not main:
+            out.index_add_(0, plan.owner[a - plan.N : b - plan.N], o_rows)
+    return out if conv._identity_out else out.index_select(1, conv._inv_out)
+
+
+def _run_backward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Tensor, g: torch.Tensor, need_x: bool):
+    """Gradients ``(x, flat, bias)`` of the layer for output gradient ``g`` (no autograd)."""
+    W_neigh, W_self = conv._weight_views(flat)
+    gflat = torch.zeros_like(flat)
+    gW_neigh, gW_self = conv._weight_views(gflat)
+    xs = _split_input(conv, x)
+    g = g if conv._identity_out else g.index_select(1, conv._perm_out)
+    # per-frequency gradient buffers, contiguous: index_add_ into a column slice of one
+    # (N, dim) buffer takes a slow strided path (measured ~4x slower)
+    gxs = {n: torch.zeros_like(t) for n, t in xs.items()} if need_x else None
+    D = plan.D
+    dim = Irreps.irrep_dim
+    # per-slot gradients of the gathered neighbours, all slots, one buffer per frequency
+    gnbs = {n: _scratch(("gnb", n), (plan.n_rows * D, t.shape[1]), t) for n, t in xs.items()} if need_x else None
+    for a, b in plan.chunks:
+        zs = _neighbour_sums(conv, plan, xs, a, b)
+        main = a < plan.N
+        g_rows = g[a:b] if main else g.index_select(0, plan.owner[a - plan.N : b - plan.N])
+        gz = {n: torch.empty_like(zs[n]) for n in conv.in_freqs} if need_x else None
+        for m in conv.out_freqs:
+            gm = g_rows[:, conv._out_cols[m][0] : conv._out_cols[m][1]]
+            if main and m in W_self:
+                gW_self[m].addmm_(xs[m][a:b].T, gm)
+                if need_x:
+                    gxs[m][a:b].addmm_(gm, W_self[m].T)
+            for n in conv.in_freqs:
+                z0, z1 = conv._zcols[n, m]
+                gW_neigh[n, m].addmm_(zs[n][:, z0:z1].T, gm)
+                if need_x:
+                    torch.mm(gm, W_neigh[n, m].T, out=gz[n][:, z0:z1])
+        if need_x:
+            for n in conv.in_freqs:
+                M = conv._in_copies[n]
+                out = gnbs[n][a * D : b * D].view(b - a, D * dim(n), M)
+                torch.bmm(plan.tables_t(n)[a:b], gz[n].view(b - a, -1, M), out=out)
+    if need_x:
+        for n in conv.in_freqs:
+            gxs[n] += torch.nn.functional.embedding_bag(plan.rev_slots, gnbs[n], plan.rev_offsets, mode="sum")
+    gbias = None
+    if conv.bias is not None:
+        gbias = g[:, conv._out_cols[0][0] : conv._out_cols[0][1]].sum(0)
+    gx = None
+    if need_x:
+        gxp = torch.cat([gxs[n] for n in conv.in_freqs], 1) if len(gxs) > 1 else gxs[conv.in_freqs[0]]
+        gx = gxp.index_select(1, conv._inv_perm_in)
+    return gx, gflat, gbias
+
+
+class _GEMConvFunction(torch.autograd.Function):
+    """Autograd of the fast path. Saves only the input and the weights; the backward runs
+    block by block like the forward (:func:`_run_backward`). Under ``create_graph`` (double
+    backward) it differentiates :meth:`GEMConv._forward_autograd` instead, which computes the
+    same function with recorded ops."""
+
+    @staticmethod
+    def forward(ctx, x, flat, bias, conv, plan):
+        ctx.conv, ctx.plan = conv, plan
+        ctx.save_for_backward(x, flat, bias)
+        return _run_forward(conv, plan, x, flat, bias)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, flat, bias = ctx.saved_tensors
+        conv, plan = ctx.conv, ctx.plan
+        if torch.is_grad_enabled():  # create_graph: gradients must be differentiable
+            inputs = [t for t in (x, flat, bias) if t is not None and t.requires_grad]
+            out = conv._forward_autograd(x, plan.geom, flat, bias)
+            grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, allow_unused=True))
+            return tuple(next(grads) if (t is not None and t.requires_grad) else None for t in (x, flat, bias)) + (None, None)
+        gx, gflat, gbias = _run_backward(conv, plan, x, flat, g.contiguous(), ctx.needs_input_grad[0])
+        return gx, gflat, (gbias if ctx.needs_input_grad[2] else None), None, None

@@ -30,6 +30,101 @@ def _inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
     return inv
 
 
+# Chunks of rows whose (channels * N, rows) sample tensor holds about 2^22 elements (16 MiB):
+# it stays in the L3 cache and below glibc's 32 MiB mmap threshold (at 120k vertices the
+# whole tensor is ~260 MB per layer, freshly page-faulted on every call), while the chunks
+# stay large enough that the per-operation cost (waking the OpenMP threads) is small
+# (measured: 2^19 elements per chunk was 1.5x slower). On GPUs one chunk keeps the launch
+# count minimal.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _chunks(x: torch.Tensor, per_row: int):
+    """Row ranges ``(start, stop)`` covering ``x``'s rows in cache-sized pieces."""
+    n = x.shape[0]
+    step = n if x.device.type != "cpu" else max(1, _CHUNK_ELEMENTS // max(per_row, 1))
+    return [(i, min(i + step, n)) for i in range(0, n, step)] or [(0, 0)]
+
+
+def _regular_forward(x, act, mats, C):
+    """``x (n, dim) -> (n, dim)``: sample, ``act``, project back, chunk by chunk (no autograd).
+
+    Samples are kept transposed, ``(N, rows * C)``: MKL runs ``(17, 5) @ (5, R)`` and
+    ``(5, 17) @ (17, R)`` several times faster than ``(R, 5) @ (5, 17)`` and ``(R, 17) @ (17, 5)``
+    (measured on this project's CPU). ``mats``: ``(perm_kc, inv_kc, c2s (K, N), c2s^T,
+    s2c (N, K), s2c^T)`` with ``samples = coeffs @ c2s`` and ``coeffs = samples @ s2c``.
+    """
+    perm, inv, c2s, c2s_t, s2c, s2c_t = mats
+    K, N = c2s.shape
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for a, b in _chunks(x, C * N):
+        h_t = c2s_t @ _to_kr(x[a:b], perm, K, C)  # (N, rows * C) samples
+        h_t = h_t.relu_() if act is torch.relu else act(h_t)
+        torch.index_select(_from_kr(s2c_t @ h_t, K, C), 1, inv, out=out[a:b])
+    return out
+
+
+def _to_kr(x: torch.Tensor, perm_kc: torch.Tensor, K: int, C: int) -> torch.Tensor:
+    """Rows ``(r, dim)`` -> coefficients ``(K, r * C)``, columns ordered (row, channel).
+
+    ``perm_kc`` orders the layout as (coefficient, channel), so the transposition moves runs
+    of ``C`` contiguous values (a plain ``(r * C, K)`` transpose moves single values: ~15x
+    slower, measured)."""
+    r = x.shape[0]
+    return x.index_select(1, perm_kc).view(r, K, C).transpose(0, 1).reshape(K, r * C)
+
+
+def _from_kr(t: torch.Tensor, K: int, C: int) -> torch.Tensor:
+    """Inverse of :func:`_to_kr` before its column permutation: ``(K, r * C) -> (r, K * C)``."""
+    r = t.shape[1] // C
+    return t.view(K, r, C).transpose(0, 1).reshape(r, K * C)
+
+
+class _RegularFn(torch.autograd.Function):
+    """Autograd for :class:`RegularNonlinearity` that keeps only the input for backward.
+
+    The samples ``h = coeffs @ synth`` are recomputed chunk by chunk in backward (a few flops
+    per entry) instead of being stored: for ReLU the gradient is
+    ``((g @ analysis^T) * [h > 0]) @ synth^T``; other activations are differentiated by
+    autograd on the chunk. The backward is written in differentiable torch ops on the saved
+    input, so double backward works as well.
+    """
+
+    @staticmethod
+    def forward(ctx, x, act, mats, C):
+        ctx.act, ctx.mats, ctx.C = act, mats, C
+        ctx.save_for_backward(x)
+        return _regular_forward(x, act, mats, C)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        perm, inv, c2s, c2s_t, s2c, s2c_t = ctx.mats
+        act, C = ctx.act, ctx.C
+        K, N = c2s.shape
+        create_graph = torch.is_grad_enabled()
+        parts = []
+        gx = None if create_graph else torch.empty_like(x, memory_format=torch.contiguous_format)
+        for a, b in _chunks(x, C * N):
+            h_t = c2s_t @ _to_kr(x[a:b], perm, K, C)  # (N, rows * C)
+            gh_t = s2c @ _to_kr(g[a:b], perm, K, C)  # (N, rows * C)
+            if act is torch.relu:
+                # ReLU's own backward kernel: ~9x faster than masked_fill_/where on the CPU (measured)
+                gh_t = torch.ops.aten.threshold_backward(gh_t, h_t, 0.0)
+            else:
+                with torch.enable_grad():
+                    hh = h_t if create_graph else h_t.detach().requires_grad_()
+                    gh_t = torch.autograd.grad(act(hh), hh, gh_t, create_graph=create_graph)[0]
+            gc = _from_kr(c2s @ gh_t, K, C)
+            if create_graph:
+                parts.append(gc.index_select(1, inv))
+            else:
+                torch.index_select(gc, 1, inv, out=gx[a:b])
+        if create_graph:
+            gx = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return gx, None, None, None
+
+
 class RegularNonlinearity(nn.Module):
     r"""Pointwise non-linearity on band-limited signals on the circle.
 
@@ -76,6 +171,10 @@ class RegularNonlinearity(nn.Module):
         perm = index.flatten()
         self.register_buffer("_perm", perm, persistent=False)
         self.register_buffer("_inv", _inverse_permutation(perm), persistent=False)
+        # the same coefficients ordered (coefficient, channel), for the fast path
+        perm_kc = index.T.flatten()
+        self.register_buffer("_perm_kc", perm_kc, persistent=False)
+        self.register_buffer("_inv_kc", _inverse_permutation(perm_kc), persistent=False)
         phi = 2 * math.pi * torch.arange(self.N, dtype=torch.float64) / self.N
         cols = [torch.ones_like(phi)]
         for n in range(1, L + 1):
@@ -91,10 +190,18 @@ class RegularNonlinearity(nn.Module):
         if x.shape[-1] != self.irreps.dim:
             raise ValueError(f"features have {x.shape[-1]} channels, irreps {self.irreps} need {self.irreps.dim}")
         lead = x.shape[:-1]
-        coeffs = x.index_select(-1, self._perm).reshape(*lead, self.channels, 2 * self.L + 1)
-        samples = self.act(coeffs @ self._synth_T.to(x.dtype))  # (..., C, N)
-        out = (samples @ self._analysis_T.to(x.dtype)).reshape(*lead, self.irreps.dim)
-        return out.index_select(-1, self._inv)
+        x2 = x.reshape(-1, self.irreps.dim)
+        c2s, s2c = self._synth_T.to(x.dtype), self._analysis_T.to(x.dtype)  # (K, N), (N, K)
+        mats = (self._perm_kc, self._inv_kc, c2s, c2s.T.contiguous(), s2c, s2c.T.contiguous())
+        if not torch.is_grad_enabled():
+            out = _regular_forward(x2, self.act, mats, self.channels)
+        elif isinstance(self.act, nn.Module) and any(p.requires_grad for p in self.act.parameters()):
+            # a learnable activation needs its own gradients: plain autograd on the samples
+            coeffs = x2.index_select(-1, self._perm).reshape(-1, self.channels, 2 * self.L + 1)
+            out = (self.act(coeffs @ c2s) @ s2c).reshape(-1, self.irreps.dim).index_select(-1, self._inv)
+        else:
+            out = _RegularFn.apply(x2, self.act, mats, self.channels)
+        return out.reshape(*lead, self.irreps.dim)
 
     def extra_repr(self) -> str:
         return f"{self.irreps}, N={self.N}"
