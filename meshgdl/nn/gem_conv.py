@@ -622,17 +622,41 @@ class GEMConv(nn.Module):
         key = ("gem", n, tuple(self.out_freqs), self.radial, self.radial_cutoff, self.aggr, dtype, device)
 
         def build():
+            # written straight into the final layout (rows, slot, component): the same values
+            # as stacking _item_rows per output frequency and permuting (same float ops in
+            # the same order), without the intermediate copies
             theta, g = geom.slot_theta(), geom.slot_transport()
-            blocks = []
+            R = max(self.radial, 1)
+            rows_D = (geom.num_rows, geom.width)
+            phi = None
+            if self.radial > 0:
+                phi = radial_basis(geom.slot_r().to(theta.dtype), self.radial, self.radial_cutoff)
+            scale = geom.slot_scale(self.aggr).to(theta.dtype)
+            d_n = Irreps.irrep_dim(n)
+            T = theta.new_empty(geom.num_rows, self._rows[n], geom.width, d_n)
+            row = 0
             for m in self.out_freqs:
-                P = _item_rows(n, self._items[n, m], theta, g)  # (S, rows, d_n)
-                if self.radial > 0:
-                    phi = radial_basis(geom.slot_r().to(theta.dtype), self.radial, self.radial_cutoff)
-                    P = (phi[:, :, None, None] * P[:, None]).flatten(1, 2)
-                blocks.append(P)
-            P = torch.cat(blocks, 1) * geom.slot_scale(self.aggr).to(theta.dtype)[:, None, None]
-            P = P.view(geom.num_rows, geom.width, P.shape[1], P.shape[2]).permute(0, 2, 1, 3)
-            return P.reshape(geom.num_rows, P.shape[1], -1).to(dtype=dtype, device=device).contiguous()
+                cs = []
+                for k, sgn, conj in self._items[n, m]:
+                    psi = k * theta + (sgn * n) * g
+                    cs.append((torch.cos(psi), torch.sin(psi), k, conj))
+                for r in range(R):
+                    for c, sn, k, conj in cs:
+                        if phi is not None:
+                            c, sn = phi[:, r] * c, phi[:, r] * sn
+                        c, sn = (c * scale).view(rows_D), (sn * scale).view(rows_D)
+                        if n == 0:
+                            T[:, row, :, 0] = c
+                            row += 1
+                            if k != 0:
+                                T[:, row, :, 0] = sn
+                                row += 1
+                        else:
+                            sign = -1.0 if conj else 1.0
+                            T[:, row, :, 0], T[:, row, :, 1] = c, -sn
+                            T[:, row + 1, :, 0], T[:, row + 1, :, 1] = sign * sn, sign * c
+                            row += 2
+            return T.view(geom.num_rows, self._rows[n], -1).to(dtype=dtype, device=device)
 
         return geom.memo(key, build)
 
@@ -758,9 +782,15 @@ class GEMConv(nn.Module):
 # storing it (the gather and batched matmul are ~1/5 of the GEMM flops). On a GPU the same
 # code runs as a single block (few kernel launches, memory is not the constraint there).
 
-# elements of a block's intermediates (z plus the gathered neighbours): 2^20 floats = 4 MiB,
-# inside the L3 cache and below glibc's largest mmap threshold (32 MiB)
-_CHUNK_ELEMENTS = 1 << 22
+# elements of a block's intermediates (z plus the gathered neighbours): 2^23 floats, each
+# tensor a few MiB, below glibc's largest mmap threshold (32 MiB), so blocks reuse heap memory
+# instead of faulting in fresh pages. Smaller blocks keep more in cache but pay more
+# per-operation overhead (waking the OpenMP threads); measured on the RNA U-Net step,
+# 2^20 ... 2^24: 2^23 and 2^24 best, 2^20 ~15 % slower.
+_CHUNK_ELEMENTS = 1 << 23
+# neighbour sums kept from forward to backward up to this many elements per layer (64 MiB in
+# float32: a 15k-vertex mesh at 32x0 + 32x1 + 32x2 keeps them, a batch of 8 recomputes)
+_KEEP_ELEMENTS = 1 << 24
 
 
 class _Plan:
@@ -787,14 +817,10 @@ class _Plan:
         # reverse layout for the backward: the real slots grouped by source vertex (CSR), so
         # "add every slot's gradient to its source" is a parallel gather-sum (embedding_bag)
         # instead of a scatter (index_add_ runs on one thread on the CPU)
-        slots = torch.nonzero(geom.valid).flatten()
-        src = self.nbr[slots]
-        order = torch.argsort(src, stable=True)
-        self.rev_slots = slots[order]
-        counts = torch.bincount(src, minlength=self.N)
-        self.rev_offsets = torch.cumsum(counts, 0) - counts
+        self.rev_slots, self.rev_offsets = geom.memo(("reverse",), lambda: _reverse_layout(geom))
 
     def tables_t(self, n: int) -> torch.Tensor:
+        """``(n_rows, D * d_n, rows_n)``: the tables transposed, contiguous (backward only)."""
         if n not in self._tables_t:
             self._tables_t[n] = self.tables[n].transpose(1, 2).contiguous()
         return self._tables_t[n]
@@ -832,6 +858,15 @@ def _split_input(conv: "GEMConv", x: torch.Tensor) -> dict:
         [conv._in_cols[n][1] - conv._in_cols[n][0] for n in conv.in_freqs], 1))))
 
 
+def _reverse_layout(geom: GEMGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real slots sorted by source vertex and each source's first position (CSR offsets)."""
+    slots = torch.nonzero(geom.valid).flatten()
+    src = geom.nbr[slots]
+    order = torch.argsort(src, stable=True)
+    counts = torch.bincount(src, minlength=geom.num_nodes)
+    return slots[order], torch.cumsum(counts, 0) - counts
+
+
 def _neighbour_sums(conv: "GEMConv", plan: _Plan, xs: dict, a: int, b: int) -> dict:
     """Neighbour sums of rows ``[a, b)`` (main or extra rows): ``{n: (b - a, rows_n * M_n)}``."""
     D = plan.D
@@ -845,13 +880,17 @@ def _neighbour_sums(conv: "GEMConv", plan: _Plan, xs: dict, a: int, b: int) -> d
     return zs
 
 
-def _run_forward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Tensor, bias) -> torch.Tensor:
-    """The layer's output, block by block (no autograd): ``(N, irreps_out.dim)``."""
+def _run_forward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Tensor, bias, keep=None) -> torch.Tensor:
+    """The layer's output, block by block (no autograd): ``(N, irreps_out.dim)``.
+
+    ``keep``: a list that receives every block's neighbour sums (for the backward)."""
     W_neigh, W_self = conv._weight_views(flat)
     xs = _split_input(conv, x)
     out = x.new_empty(plan.N, conv.irreps_out.dim)  # frequency-grouped layout, as conv._out_cols
     for a, b in plan.chunks:
         zs = _neighbour_sums(conv, plan, xs, a, b)
+        if keep is not None:
+            keep.append(zs)
         main = a < plan.N
         o_rows = out[a:b] if main else x.new_empty(b - a, out.shape[1])
         for m in conv.out_freqs:
@@ -868,8 +907,11 @@ def _run_forward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Tens
     return out if conv._identity_out else out.index_select(1, conv._inv_out)
 
 
-def _run_backward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Tensor, g: torch.Tensor, need_x: bool):
-    """Gradients ``(x, flat, bias)`` of the layer for output gradient ``g`` (no autograd)."""
+def _run_backward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Tensor, g: torch.Tensor, need_x: bool,
+                  kept=None):
+    """Gradients ``(x, flat, bias)`` of the layer for output gradient ``g`` (no autograd).
+
+    ``kept``: the blocks' neighbour sums from the forward, or None to recompute them."""
     W_neigh, W_self = conv._weight_views(flat)
     gflat = torch.zeros_like(flat)
     gW_neigh, gW_self = conv._weight_views(gflat)
@@ -882,8 +924,8 @@ def _run_backward(conv: "GEMConv", plan: _Plan, x: torch.Tensor, flat: torch.Ten
     dim = Irreps.irrep_dim
     # per-slot gradients of the gathered neighbours, all slots, one buffer per frequency
     gnbs = {n: _scratch(("gnb", n), (plan.n_rows * D, t.shape[1]), t) for n, t in xs.items()} if need_x else None
-    for a, b in plan.chunks:
-        zs = _neighbour_sums(conv, plan, xs, a, b)
+    for i, (a, b) in enumerate(plan.chunks):
+        zs = _neighbour_sums(conv, plan, xs, a, b) if kept is None else kept[i]
         main = a < plan.N
         g_rows = g[a:b] if main else g.index_select(0, plan.owner[a - plan.N : b - plan.N])
         gz = {n: torch.empty_like(zs[n]) for n in conv.in_freqs} if need_x else None
@@ -926,7 +968,11 @@ class _GEMConvFunction(torch.autograd.Function):
     def forward(ctx, x, flat, bias, conv, plan):
         ctx.conv, ctx.plan = conv, plan
         ctx.save_for_backward(x, flat, bias)
-        return _run_forward(conv, plan, x, flat, bias)
+        # keep the neighbour sums when they are small enough (saves the backward's gathers and
+        # batched matmuls, ~1/4 of the layer's time), else recompute them block by block
+        size = plan.N * sum(conv._rows[n] * conv._in_copies[n] for n in conv.in_freqs)
+        ctx.kept = [] if size <= _KEEP_ELEMENTS else None
+        return _run_forward(conv, plan, x, flat, bias, keep=ctx.kept)
 
     @staticmethod
     def backward(ctx, g):
@@ -937,5 +983,6 @@ class _GEMConvFunction(torch.autograd.Function):
             out = conv._forward_autograd(x, plan.geom, flat, bias)
             grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, allow_unused=True))
             return tuple(next(grads) if (t is not None and t.requires_grad) else None for t in (x, flat, bias)) + (None, None)
-        gx, gflat, gbias = _run_backward(conv, plan, x, flat, g.contiguous(), ctx.needs_input_grad[0])
+        kept, ctx.kept = ctx.kept, None
+        gx, gflat, gbias = _run_backward(conv, plan, x, flat, g.contiguous(), ctx.needs_input_grad[0], kept)
         return gx, gflat, (gbias if ctx.needs_input_grad[2] else None), None, None

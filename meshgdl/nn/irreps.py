@@ -163,10 +163,18 @@ class Irreps:
             raise ValueError(f"features have {x.shape[-1]} channels, irreps {self} need {self.dim}")
         angle = torch.as_tensor(angle, dtype=x.dtype, device=x.device)
         parts = []
+        # a rho_f copy (a, b) rotates as the complex number a + ib times e^{i f angle}: one
+        # complex multiply per term (forward and backward) instead of ~8 real elementwise ops
+        fast = x.dtype in (torch.float32, torch.float64) and x.stride(-1) == 1
         for sl, (m, f) in zip(self.slices(), self.terms):
             xs = x[..., sl]
             if f == 0:
                 parts.append(xs)
+                continue
+            if fast and sl.start % 2 == 0 and all(st % 2 == 0 for st in xs.stride()[:-1]):
+                z = torch.view_as_complex(xs.unflatten(-1, (m, 2)))
+                rot = torch.polar(torch.ones_like(angle), f * angle)
+                parts.append(torch.view_as_real(z * rot[..., None]).flatten(-2))
                 continue
             xs = xs.reshape(*xs.shape[:-1], m, 2)
             c = torch.cos(f * angle)[..., None]
