@@ -145,9 +145,14 @@ class Operators:
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
 
         def sparse(m):
-            m = sp.coo_matrix(m)
+            # A canonical CSR (sorted, unique column indices) lists its entries in exactly
+            # the order torch's coalesce() would sort them into: flag it instead of
+            # sorting again (the sort was most of the per-step collation time).
+            m = sp.csr_matrix(m, copy=True)
+            m.sum_duplicates()
+            m = m.tocoo()
             idx = torch.as_tensor(np.stack([m.row, m.col]).astype(np.int64), device=device)
-            return torch.sparse_coo_tensor(idx, t(m.data), m.shape, check_invariants=False).coalesce()
+            return torch.sparse_coo_tensor(idx, t(m.data), m.shape, check_invariants=False, is_coalesced=True)
 
         out: dict[str, Any] = {}
         for q in QUANTITIES:
@@ -321,9 +326,13 @@ def collate(items: Sequence[Operators | TorchOperators], dtype=None, device=None
             out[q.tname] = torch.cat([v + int(o) for v, o in zip(vs, offsets[:-1])], dim=1)
         else:  # operator: block diagonal
             mats = [v.coalesce() for v in vs]
+            if len(mats) == 1:
+                out[q.tname] = mats[0]
+                continue
             idx = torch.cat([m.indices() + int(o) for m, o in zip(mats, offsets[:-1])], dim=1)
             val = torch.cat([m.values() for m in mats])
-            out[q.tname] = torch.sparse_coo_tensor(idx, val, (N, N), check_invariants=False).coalesce()
+            # coalesced blocks on the diagonal, rows offset upwards: still sorted and unique
+            out[q.tname] = torch.sparse_coo_tensor(idx, val, (N, N), check_invariants=False, is_coalesced=True)
     return TorchOperators(
         **out,
         batch=torch.cat([torch.full((s,), i, dtype=torch.long, device=dev) for i, s in enumerate(sizes)]),

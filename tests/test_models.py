@@ -378,3 +378,23 @@ def test_wks_input_feature_is_computed_when_the_config_asks_for_it():
     assert out.shape == (s.num_vertices, cfg.n_classes) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="n_wks"):
         ModelConfig(in_features=["wks"])
+
+
+def test_irrep_dropout_rate_and_scale():
+    """Whole copies are dropped at rate p and the kept ones scaled so the mean is kept."""
+    H = Irreps("4x0 + 4x1 + 2x2")
+    drop = IrrepDropout(H, 0.3).train()
+    x = torch.ones(20000, H.dim, dtype=torch.float64)
+    torch.manual_seed(0)
+    y = drop(x)
+    zero = y == 0
+    assert abs(zero.double().mean().item() - 0.3) < 0.01
+    assert torch.allclose(y[~zero], torch.full_like(y[~zero], 1 / (1 - round(0.3 * 65536) / 65536)))
+    assert abs(y.mean().item() - 1.0) < 0.01
+    # both components of a rho_n copy go together
+    idx = [i for i, (f, _) in enumerate(H.copies()) for _ in range(Irreps.irrep_dim(f))]
+    owner = torch.tensor(idx)
+    for c in range(H.num_irreps):
+        cols = zero[:, owner == c]
+        assert (cols == cols[:, :1]).all()
+    assert torch.equal(drop.eval()(x), x)

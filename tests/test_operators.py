@@ -249,3 +249,22 @@ def test_unit_area_and_scale_transform_share_one_law():
         x = x.to_dense().numpy() if x.is_sparse else x.numpy()
         y = y.toarray() if hasattr(y, "toarray") else np.asarray(y)
         np.testing.assert_allclose(x.reshape(y.shape), y, rtol=1e-12, atol=1e-12, err_msg=q.name)
+
+
+def test_sparse_operators_are_flagged_coalesced_exactly_as_a_sort_would_leave_them():
+    """to_torch and collate mark the Laplacian/gradient as coalesced instead of sorting:
+    the flag must be true (indices sorted row-major and unique) and the values unchanged."""
+    V, F = _lumpy(sub=1)
+    a = compute_operators(V, F, k_eig=8, n_hks=2)
+    b = compute_operators(*_lumpy(sub=1, seed=9), k_eig=8, n_hks=2)
+    for batch in (a.to_torch(torch.float64), collate([a, b], dtype=torch.float64)):
+        for name in ("L", "grad_x", "grad_y"):
+            M = getattr(batch, name)
+            assert M.is_coalesced()
+            again = torch.sparse_coo_tensor(M.indices(), M.values(), M.shape, check_invariants=True).coalesce()
+            assert torch.equal(again.indices(), M.indices()) and torch.equal(again.values(), M.values())
+    Lb = collate([a, b], dtype=torch.float64).L.to_dense().numpy()
+    n = len(a.V)
+    np.testing.assert_array_equal(Lb[:n, :n], a.L.toarray())
+    np.testing.assert_array_equal(Lb[n:, n:], b.L.toarray())
+    assert not Lb[:n, n:].any()

@@ -282,6 +282,12 @@ def _cached_geometry(edge_index, theta, transport, r, num_nodes) -> GEMGeometry:
     return geom
 
 
+def _cos_sin(psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cos psi, sin psi)``: the phases ``k theta + s g`` recur across frequency pairs and
+    layers of one geometry, so tables memoise them per ``(k, s)``."""
+    return torch.cos(psi), torch.sin(psi)
+
+
 def _items(n: int, m: int) -> list[tuple[int, int, bool]]:
     """Complex neighbour sums needed for ``rho_n -> rho_m``: ``(k, s, conj)`` with phase
     ``psi = k theta + s n g`` (module docstring, "Computation")."""
@@ -638,8 +644,8 @@ class GEMConv(nn.Module):
             for m in self.out_freqs:
                 cs = []
                 for k, sgn, conj in self._items[n, m]:
-                    psi = k * theta + (sgn * n) * g
-                    cs.append((torch.cos(psi), torch.sin(psi), k, conj))
+                    c, sn = geom.memo(("trig", k, sgn * n), lambda k=k, s=sgn * n: _cos_sin(k * theta + s * g))
+                    cs.append((c, sn, k, conj))
                 for r in range(R):
                     for c, sn, k, conj in cs:
                         if phi is not None:
