@@ -71,10 +71,16 @@ def init_distributed(device: str | None = None, backend: str | None = None, time
     return DistContext(dist.get_rank(), dist.get_world_size(), local, device, backend)
 
 
-def cleanup(ctx: DistContext) -> None:
+def cleanup(ctx: DistContext, synchronize: bool = False) -> None:
+    """Destroy the process group. ``synchronize`` (after a successful run): meet the other
+    ranks first, so that no rank tears down gloo while another still has its last
+    collective in flight (seen once as "terminate called without an active exception" in
+    both ranks of a 2-process CPU run on a loaded machine)."""
     import torch.distributed as dist
 
     if ctx.distributed and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

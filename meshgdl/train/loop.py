@@ -347,9 +347,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
 
     ctx = dist_mod.init_distributed(cfg.device)
     try:
-        return _train(cfg, out, ck, api, ctx, seed)
-    finally:
-        dist_mod.cleanup(ctx)
+        results = _train(cfg, out, ck, api, ctx, seed)
+    except BaseException:
+        dist_mod.cleanup(ctx)  # no barrier: the other ranks may never reach it
+        raise
+    dist_mod.cleanup(ctx, synchronize=True)
+    return results
 
 
 def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
