@@ -3,6 +3,12 @@
     python tools/bench/train_step.py                                # CPU, 4 meshes, batch 1 and 8
     python tools/bench/train_step.py --threads 1 2 --json out.json
     python tools/bench/train_step.py --device cuda --meshes 8 --rounds 5
+    OMP_WAIT_POLICY=default python tools/bench/train_step.py    # OpenMP's own wait policy
+
+OpenMP wait policy: ``PASSIVE`` unless ``OMP_WAIT_POLICY`` is set (robust on a shared
+machine: idle threads sleep instead of spinning, but every parallel operation then pays
+to wake them); ``OMP_WAIT_POLICY=default`` leaves OpenMP's own policy (spin a while, then
+sleep), which is what ``meshgdl train`` runs with.
 
 What a step is: exactly what ``meshgdl train`` does per batch (``meshgdl.train.loop``):
 ``collate_samples(samples, device)``, the loop's targets, ``model(batch)``, the loop's
@@ -57,7 +63,12 @@ from collections import defaultdict
 
 # Same reason as tools/bench/conv.py: on a shared 2-core machine, active OpenMP spinning
 # measures the neighbours, not the code. Must be set before torch starts OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OMP_WAIT_POLICY=default runs with OpenMP's own policy (spin a while, then sleep), which
+# is what `meshgdl train` gets; it favours models made of many short parallel operations.
+if os.environ.get("OMP_WAIT_POLICY", "").lower() == "default":
+    del os.environ["OMP_WAIT_POLICY"]
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -412,7 +423,7 @@ def main(argv=None) -> int:
         out = {"device": str(device), "torch": torch.__version__, "meshes": names, "vertices": nv,
                "preprocessing_seconds": prep_s, "parameters": {k: t.n_params for k, t in tr.items()},
                "model_configs": {k: c.to_dict() for k, c in cfgs.items()},
-               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "results": results}
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "results": results}
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
     if tmp is not None:
