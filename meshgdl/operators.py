@@ -242,40 +242,41 @@ def scale_operators(ops, s):
     recv = ops.edge_index[1] if getattr(ops, "edge_index", None) is not None else None
     upd = {}
     for q in QUANTITIES:
-        v = getattr(ops, q.tname if torch_in else q.name, None)
+        name = q.tname if torch_in else q.name
+        v = getattr(ops, name, None)
         if v is None or q.length_power == 0 or q.is_index:
             continue
         p = q.length_power
         if q.where == "vertex":
-            f = sv.reshape((-1,) + (1,) * (v.ndim - 1))
+            upd[name] = _times_power(v, sv.reshape((-1,) + (1,) * (v.ndim - 1)), p)
         elif q.where == "edge":
-            f = sv[recv]
+            upd[name] = _times_power(v, sv[recv], p)
         elif q.where == "mesh":
-            f = sb[:, None] if v.ndim == 2 else sb[0]
-        else:  # operator: scale rows
-            upd[q.tname if torch_in else q.name] = _scale_rows(v, sv, p)
-            continue
-        # x * s**p or x / s**-p, as written out by hand (keeps results bit-identical).
-        upd[q.tname if torch_in else q.name] = v * f**p if p > 0 else v / f ** (-p)
+            upd[name] = _times_power(v, sb[:, None] if v.ndim == 2 else sb[0], p)
+        else:
+            upd[name] = _scale_rows(v, sv, p)
     return replace(ops, **upd)
 
 
+def _times_power(x, f, p: int):
+    """``x * f**p``, written as ``x / f**-p`` for negative ``p`` (the hand-written laws
+    this replaced used division, so results stay bit-identical)."""
+    return x * f**p if p > 0 else x / f ** (-p)
+
+
 def _scale_rows(G, sv, p: int):
-    """Row i of a sparse operator times ``sv[i] ** p`` (same sparsity pattern)."""
-    if isinstance(G, np.ndarray) or sp.issparse(G):
-        d = np.asarray(sv, dtype=np.float64)
-        return sp.csr_matrix(sp.diags(d**p if p > 0 else 1.0 / d ** (-p)) @ G)
+    """Row i of an (n, n) operator times ``sv[i] ** p`` (same sparsity pattern)."""
+    if sp.issparse(G):
+        return sp.csr_matrix(sp.diags(_times_power(1.0, np.asarray(sv, dtype=np.float64), p)) @ G)
+    if not G.is_sparse:
+        return _times_power(G, sv[:, None], p)
     import torch
 
-    if not G.is_sparse:
-        f = sv[:, None]
-        return G * f**p if p > 0 else G / f ** (-p)
     G = G.coalesce()  # a no-op for the bundle's matrices
     idx = G.indices()
-    f = sv[idx[0]]
-    val = G.values() * f**p if p > 0 else G.values() / f ** (-p)
     # Same sparsity pattern: no re-sort (this runs on every DiffusionNet forward).
-    return torch.sparse_coo_tensor(idx, val, G.shape, check_invariants=False, is_coalesced=True)
+    return torch.sparse_coo_tensor(idx, _times_power(G.values(), sv[idx[0]], p), G.shape,
+                                   check_invariants=False, is_coalesced=True)
 
 
 def unit_area(ops: TorchOperators) -> TorchOperators:

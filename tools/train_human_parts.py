@@ -17,7 +17,7 @@ Steps (each skipped when its output exists, so an interrupted run continues)::
    copies made the way ``meshgdl segment`` sees a user's finer mesh: subdivided x16
    (midpoint or Loop, at random), jittered by Gaussian noise of ``--noise`` mean
    edge lengths, then brought back to about ``--working-vertices`` (+-20 %) by
-   :func:`meshgdl.segmentation.working_mesh` -- the same decimation the pipeline uses;
+   :func:`meshgdl.data.working_mesh.working_mesh` -- the same decimation the pipeline uses;
    labels carried over by nearest surface point. Split lists: ``train`` = training
    meshes + their copies, ``val`` = the held-out subjects/sequences of
    ``tools/splits/human_seg/val.txt`` (originals only, never their copies, never in

@@ -15,7 +15,7 @@ Steps (each skipped when its output exists, so an interrupted run continues)::
    ``--variants`` re-triangulated copies of it made the way ``meshgdl classify``
    sees a user's mesh: midpoint-subdivided once or twice (the surface does not
    move), re-triangulated by ``fast_simplification`` to 0.9-6x the original faces,
-   then :func:`meshgdl.segmentation.working_mesh` at 250 +- 15 % vertices (meshgdl's
+   then :func:`meshgdl.data.working_mesh.working_mesh` at 250 +- 15 % vertices (meshgdl's
    own decimation when finer). Without them the model knows only MeshCNN's
    triangulations: a model trained on the files alone classified 119/120 test
    files but only 103/120 of the remeshed-and-rotated copies of
@@ -77,7 +77,7 @@ def shrec_root() -> Path:
 
 def retriangulate(V: np.ndarray, F: np.ndarray, rng: np.random.Generator):
     """Another triangulation of the surface (V, F) at about the working resolution
-    (see step 1 of the module docstring) -> :class:`meshgdl.segmentation.WorkingMesh`."""
+    (see step 1 of the module docstring) -> :class:`meshgdl.data.working_mesh.WorkingMesh`."""
     import fast_simplification
 
     from meshgdl.data.working_mesh import working_mesh

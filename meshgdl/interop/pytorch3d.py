@@ -40,9 +40,9 @@ def from_pytorch3d(meshes: Any, *, process: bool = True) -> list[ConvertedMesh]:
 
 
 def _items(meshes_like: Any) -> list:
-    """A list/tuple of mesh-likes, a meshgdl batch (``TorchOperators`` or ``nn.models.Batch``),
+    """A list/tuple of mesh-likes, a meshgdl batch (``TorchOperators`` or ``data.batching.Batch``),
     a PyTorch3D batch, or one mesh-like -> a list of mesh-likes."""
-    if hasattr(meshes_like, "levels") and hasattr(meshes_like, "pools"):  # nn.models.Batch
+    if hasattr(meshes_like, "levels") and hasattr(meshes_like, "pools"):  # data.batching.Batch
         meshes_like = meshes_like.levels[0]
     if all(hasattr(meshes_like, a) for a in ("pos", "faces", "ptr", "num_graphs")):  # TorchOperators
         ptr = to_numpy(meshes_like.ptr).astype(np.int64)
