@@ -333,6 +333,9 @@ def test_zero_frames_and_negative_counts(tmp_path, scene, fmt):
     write(cache, P, n=-60)
     with pytest.raises(MeshError, match="negative point count"):
         load_animation(mesh, cache)
+    write(cache, P[:, :0])
+    with pytest.raises(MeshError, match=rf"a\.{fmt}: {fmt.upper()} cache has zero points per frame"):
+        load_animation(mesh, cache)
 
 
 @pytest.mark.parametrize("fmt", ["pc2", "mdd"])
@@ -373,6 +376,8 @@ def test_missing_files_and_unknown_extension(tmp_path, scene):
         load_animation(mesh, tmp_path / "nope.pc2")
     with pytest.raises(MeshError, match=r"nope\.obj: file not found"):
         load_animation(tmp_path / "nope.obj", tmp_path / "nope.pc2")
+    with pytest.raises(MeshError, match=r"nope\.obj: file not found"):
+        load_animation(tmp_path / "nope.obj")
     (tmp_path / "a.abc").write_bytes(b"x")
     with pytest.raises(MeshError, match=r"a\.abc: unknown point-cache type '\.abc'; supported: \.pc2, \.mdd"):
         load_animation(mesh, tmp_path / "a.abc")
