@@ -10,6 +10,13 @@ aside; the rest is centred on its area-weighted centroid and scaled to total are
 decimation (:func:`meshgdl.geometry.remesh.decimate`, canonical vertex order) when
 too fine, Loop subdivision (midpoint subdivision for non-manifold meshes) and then
 decimation when too coarse, untouched when already within ``[0.6, 1.25] * n_target``.
+
+A mesh that moves with fixed connectivity (an animation) gets one working mesh for all
+its poses: :func:`attach_working_mesh` ties the working vertices of the rest pose to
+the input surface (a face and barycentric coordinates each, or the centre of a filled
+hole), and :meth:`WorkingMeshReplay.apply` rebuilds the same triangulation from any
+pose's positions -- every frame is then seen through the same triangles, not through a
+decimation that changes from frame to frame.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class WorkingMesh:
     method: str
     n_components: int = 1
     n_dropped_components: int = 0
+    #: The last ``n_filled`` vertices are the centres of filled holes (``fill=True``).
+    n_filled: int = 0
 
     def normalize(self, X: np.ndarray) -> np.ndarray:
         """Input coordinates (k, 3) -> working-mesh coordinates."""
@@ -113,11 +122,7 @@ def working_mesh(
     remap[idx] = np.arange(len(idx))
     fkeep = kept[F[:, 0]]
     Vk, Fk = V[idx], remap[F[fkeep]]
-    fk = fa[fkeep]
-    a_k = float(fk.sum())
-    centroids = (Vk[Fk[:, 0]] + Vk[Fk[:, 1]] + Vk[Fk[:, 2]]) / 3.0
-    center = (fk[:, None] * centroids).sum(0) / a_k
-    scale = math.sqrt(area / a_k)
+    center, scale = _normalization(Vk, Fk, fa[fkeep], area)
     Vk = (Vk - center) * scale
 
     lo, hi = keep_range
@@ -138,19 +143,104 @@ def working_mesh(
                                      min_component_share)
     if not keep_w.all():
         clean = Mesh.from_arrays(clean.V, clean.F[keep_w[clean.F[:, 0]]], name="working mesh")
+    n_filled = 0
     if fill:
         # Models are trained on closed surfaces; a scan's holes open Neumann boundaries
         # that change the spectrum (HKS) near them and split the coarse levels.
         Vf, Ff = fill_holes(clean.V, clean.F)
         if len(Ff) > clean.n_faces:
+            n_before = clean.n_vertices
             clean = Mesh.from_arrays(Vf, Ff, name="working mesh")
+            n_filled = clean.n_vertices - n_before
     if clean.n_vertices < 4:
         raise MeshError(f"the working mesh has only {clean.n_vertices} vertices")
     return WorkingMesh(V=clean.V, F=clean.F, center=center, scale=scale, kept=kept, method=method,
-                       n_components=n_real, n_dropped_components=n_dropped)
+                       n_components=n_real, n_dropped_components=n_dropped, n_filled=n_filled)
+
+
+def _normalization(V: np.ndarray, F: np.ndarray, fa: np.ndarray, area: float) -> tuple[np.ndarray, float]:
+    """``(center (3,), scale)`` putting the surface ``(V, F)`` (face areas ``fa``) at its
+    area-weighted centroid with total area ``area``."""
+    a = float(fa.sum())
+    centroids = (V[F[:, 0]] + V[F[:, 1]] + V[F[:, 2]]) / 3.0
+    return (fa[:, None] * centroids).sum(0) / a, math.sqrt(area / a)
+
+
+@dataclass
+class WorkingMeshReplay:
+    """One working mesh for every pose of a mesh with fixed connectivity.
+
+    ``F (l, 3) int64``: the working triangles; ``W``: sparse ``(k, n)`` map from the input
+    mesh's vertex positions (n, 3) to the working vertices (k, 3) before normalisation;
+    ``input_F (m, 3)``, ``kept (n,) bool``, ``area``: what the per-pose normalisation
+    needs (the kept components' area-weighted centroid and total area, as in
+    :func:`working_mesh`). ``method``, ``n_components``, ``n_dropped_components``: those
+    of the rest pose's working mesh.
+    """
+
+    F: np.ndarray
+    W: object
+    input_F: np.ndarray
+    kept: np.ndarray
+    area: float
+    method: str
+    n_components: int = 1
+    n_dropped_components: int = 0
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.W.shape[0])
+
+    def apply(self, V: np.ndarray) -> WorkingMesh:
+        """The working mesh of the pose ``V (n, 3) float64`` (the input's vertices, same
+        connectivity as the rest pose): same triangles, vertices at ``W @ V``, centred
+        and scaled from this pose's own surface."""
+        V = np.asarray(V, dtype=np.float64)
+        if V.shape != (self.W.shape[1], 3):
+            raise MeshError(f"positions of shape {V.shape} do not fit the working mesh's input of "
+                            f"{self.W.shape[1]} vertices")
+        fkeep = self.kept[self.input_F[:, 0]]
+        Fk = self.input_F[fkeep]
+        fa = _check_area(V, Fk)
+        center, scale = _normalization(V, Fk, fa, self.area)
+        return WorkingMesh(V=(self.W @ V - center) * scale, F=self.F, center=center, scale=scale,
+                           kept=self.kept, method=self.method, n_components=self.n_components,
+                           n_dropped_components=self.n_dropped_components)
+
+
+def attach_working_mesh(wm: WorkingMesh, V: np.ndarray, F: np.ndarray, area: float) -> WorkingMeshReplay:
+    """Tie the working mesh ``wm`` of the surface ``(V (n, 3), F (m, 3))`` (its rest pose,
+    as given to :func:`working_mesh` with total area ``area``) to that surface, so
+    :meth:`WorkingMeshReplay.apply` rebuilds it for any other pose.
+
+    Each working vertex is attached to its closest point of the kept input surface (a
+    decimated vertex sits a little off the input surface; it is moved onto it), each
+    filled hole's centre to the mean of its rim.
+    """
+    from meshgdl.geometry.proximity import barycentric_matrix, project_to_surface
+
+    V = np.asarray(V, dtype=np.float64)
+    F = np.asarray(F, dtype=np.int64)
+    n_surf = len(wm.V) - wm.n_filled
+    Fk = F[wm.kept[F[:, 0]]]
+    face, bary, _ = project_to_surface(wm.V[:n_surf], wm.normalize(V), Fk)
+    W = barycentric_matrix(Fk, face, bary, len(V))
+    if wm.n_filled:
+        # fill_holes puts each centre at the mean of its rim, the centre's only neighbours
+        import scipy.sparse as sp
+
+        fan = wm.F[wm.F.max(axis=1) >= n_surf]
+        on_rim = fan < n_surf
+        cid = np.repeat(fan.max(axis=1) - n_surf, 2)
+        P = sp.csr_matrix((np.ones(len(cid)), (cid, fan[on_rim])), shape=(wm.n_filled, n_surf))
+        P = sp.diags(1.0 / np.asarray(P.sum(axis=1)).ravel()) @ P
+        W = sp.vstack([W, P @ W]).tocsr()
+    return WorkingMeshReplay(F=wm.F, W=W, input_F=F, kept=wm.kept, area=float(area), method=wm.method,
+                             n_components=wm.n_components, n_dropped_components=wm.n_dropped_components)
 
 
 # ----------------------------------------------------------------------------- model
 
 
-__all__ = ["DEFAULT_WORKING_VERTICES", "WorkingMesh", "working_mesh", "check_surface_area"]
+__all__ = ["DEFAULT_WORKING_VERTICES", "WorkingMesh", "WorkingMeshReplay", "working_mesh", "attach_working_mesh",
+           "check_surface_area"]
