@@ -226,6 +226,13 @@ def test_alone_runs_each_function_after_its_own_warm_up():
     assert "load_before" in d and "user_s" in d and "minor_faults" in d
 
 
+def test_schedule_is_the_order_of_time_calls():
+    assert measure.schedule("fg", 2, number=2) == [(0, "f"), (0, "g"), (0, "f"), (0, "g"),
+                                                   (1, "f"), (1, "g"), (1, "f"), (1, "g")]
+    assert measure.schedule("fg", 2, alternate=True) == [(0, "f"), (0, "g"), (1, "g"), (1, "f")]
+    assert measure.schedule("fg", 2, mode="alone") == [(0, "f"), (1, "f"), (0, "g"), (1, "g")]
+
+
 def test_bad_timing_arguments():
     with pytest.raises(ValueError):
         measure.time_calls({"f": lambda: None}, rounds=1, mode="together")

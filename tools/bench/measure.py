@@ -105,6 +105,27 @@ class Timing:
 MODES = ("interleaved", "alone")
 
 
+def schedule(names: Sequence[str], rounds: int, *, number: int = 1, mode: str = "interleaved",
+             alternate: bool = False) -> list[tuple[int, str]]:
+    """The timed calls of :func:`time_calls`, in the order they run: ``(round, name)``.
+
+    ``interleaved``: in every round each name's ``number`` calls go name by name, call
+    by call (f, g, f, g, ...); with ``alternate`` the order of the names is reversed every
+    other round, so none always runs first. ``alone``: each name's rounds back to back.
+    Scripts that time in other processes follow the same order with it.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    names = list(names)
+    if mode == "alone":
+        return [(r, k) for k in names for r in range(rounds) for _ in range(number)]
+    out = []
+    for r in range(rounds):
+        order = names[::-1] if alternate and r % 2 else names
+        out += [(r, k) for _ in range(number) for k in order]
+    return out
+
+
 def time_calls(
     fns: Mapping[str, Callable[[], Any]],
     rounds: int,
@@ -120,18 +141,14 @@ def time_calls(
 
     ``warmup`` untimed calls per function come first (``interleaved``: all of them before
     the first round; ``alone``: each function's just before its own rounds). One sample is
-    ``number`` calls (seconds summed); in ``interleaved`` mode the calls of a round go
-    function by function, call by call (f, g, f, g, ...), and with ``alternate`` the
-    order of the functions is reversed every other round, so none always runs first.
+    ``number`` calls (seconds summed); the order of the timed calls is :func:`schedule`'s.
     ``sync`` (e.g. :func:`device_sync`) is called before the clock starts and before it
     stops, so asynchronous device work is inside the sample.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if rounds < 1 or number < 1 or warmup < 0:
         raise ValueError("rounds and number must be >= 1, warmup >= 0")
-    names = list(fns)
-    out = {k: Timing(k, [], number, warmup, mode, load_before=load_average()) for k in names}
+    plan = schedule(list(fns), rounds, number=number, mode=mode, alternate=alternate)
+    out = {k: Timing(k, [0.0] * rounds, number, warmup, mode, load_before=load_average()) for k in fns}
 
     def timed(k: str) -> float:
         fn = fns[k]
@@ -151,24 +168,16 @@ def time_calls(
         t.major_faults += r1.ru_majflt - r0.ru_majflt
         return dt
 
-    if mode == "interleaved":
-        for _ in range(warmup):
-            for k in names:
-                fns[k]()
-        for r in range(rounds):
-            order = names[::-1] if alternate and r % 2 else names
-            acc = dict.fromkeys(order, 0.0)
-            for _ in range(number):
-                for k in order:
-                    acc[k] += timed(k)
-            for k in order:
-                out[k].seconds.append(acc[k])
-    else:
-        for k in names:
+    warm = [k for _ in range(warmup) for k in fns] if mode == "interleaved" else []
+    for k in warm:
+        fns[k]()
+    started = set()
+    for r, k in plan:
+        if mode == "alone" and k not in started:
+            started.add(k)
             for _ in range(warmup):
                 fns[k]()
-            for _ in range(rounds):
-                out[k].seconds.append(sum(timed(k) for _ in range(number)))
+        out[k].seconds[r] += timed(k)
     load = load_average()
     for t in out.values():
         t.load_after = load
