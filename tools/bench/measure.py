@@ -283,20 +283,42 @@ def cpu_peak_memory(fn: Callable[[], Any]) -> MemoryPeak:
     return m.result
 
 
-def cuda_peak_memory(fn: Callable[[], Any], device="cuda") -> MemoryPeak:
-    """Peak CUDA memory (caching allocator's ``max_memory_allocated``) while ``fn()`` runs,
-    above what was allocated before it. Resets the device's peak statistics."""
-    import torch
+class cuda_memory:
+    """Context manager: the CUDA caching allocator's peak inside it (``max_memory_allocated``,
+    bytes above what was allocated at the start); resets the device's peak statistics.
 
-    device = torch.device(device)
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    start = torch.cuda.memory_allocated(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return MemoryPeak(torch.cuda.max_memory_allocated(device) - start,
-                      torch.cuda.memory_allocated(device) - start, None, None, str(device),
-                      "torch.cuda.max_memory_allocated")
+    ``with cuda_memory("cuda:0") as m: ...`` then ``m.result`` (a :class:`MemoryPeak`).
+    """
+
+    def __init__(self, device="cuda"):
+        self.device = device
+
+    def __enter__(self):
+        import torch
+
+        self.result: MemoryPeak | None = None
+        self._dev = torch.device(self.device)
+        torch.cuda.synchronize(self._dev)
+        torch.cuda.reset_peak_memory_stats(self._dev)
+        self._start = torch.cuda.memory_allocated(self._dev)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        if exc[0] is None:
+            torch.cuda.synchronize(self._dev)
+            self.result = MemoryPeak(torch.cuda.max_memory_allocated(self._dev) - self._start,
+                                     torch.cuda.memory_allocated(self._dev) - self._start, None, None,
+                                     str(self._dev), "torch.cuda.max_memory_allocated")
+        return False
+
+
+def cuda_peak_memory(fn: Callable[[], Any], device="cuda") -> MemoryPeak:
+    """Peak CUDA memory while ``fn()`` runs (:class:`cuda_memory`)."""
+    with cuda_memory(device) as m:
+        fn()
+    return m.result
 
 
 def peak_memory(fn: Callable[[], Any], device="cpu") -> MemoryPeak:
