@@ -439,7 +439,7 @@ def python_command(args: Sequence[str], python: str | None = None) -> list[str]:
 
 
 def run_process(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd=None,
-                timeout: float | None = None, capture: bool = True, stdout=None) -> ProcessResult:
+                timeout: float | None = None, capture: bool = True, stdout=None, stderr=None) -> ProcessResult:
     """Run ``cmd`` to completion: its wall time and peak resident set.
 
     A child's ``ru_maxrss`` is no measure of the child alone: Linux starts it from the
@@ -449,8 +449,8 @@ def run_process(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd
     exit (``peak_rss_bytes``; None for other commands, whose ``ru_maxrss_bytes`` is only an
     upper bound). ``capture``: stdout and stderr come back as text (through temporary
     files, so a chatty child cannot block on a full pipe); else they go where this
-    process's go, or stdout to ``stdout`` (an open file). On timeout the child is killed
-    and ``timed_out`` set.
+    process's go, or to ``stdout`` / ``stderr`` (open files; ``stderr=subprocess.STDOUT``
+    joins them). On timeout the child is killed and ``timed_out`` set.
     """
     import tempfile
     import threading
@@ -459,7 +459,7 @@ def run_process(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd
         hwm_file = os.path.join(td, "hwm")
         env = dict(os.environ if env is None else env, **{_HWM_ENV: hwm_file})
         fo = open(os.path.join(td, "out"), "w+") if capture else stdout
-        fe = open(os.path.join(td, "err"), "w+") if capture else None
+        fe = open(os.path.join(td, "err"), "w+") if capture else stderr
         try:
             t0 = time.perf_counter()
             p = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdout=fo, stderr=fe)
