@@ -240,6 +240,16 @@ def test_bad_timing_arguments():
         measure.time_calls({"f": lambda: None}, rounds=0)
 
 
+def test_timed_returns_the_value_and_the_seconds():
+    clock = FakeClock()
+
+    def fn(a, b=0):
+        clock.now += 2.5
+        return a + b
+
+    assert measure.timed(fn, 1, b=2, clock=clock) == (3, 2.5)
+
+
 def test_timing_on_the_real_clock():
     t = measure.time_calls({"sleep": lambda: __import__("time").sleep(0.01)}, rounds=2, warmup=0)["sleep"]
     assert 0.009 < t.min <= t.max < 1.0

@@ -102,6 +102,19 @@ class Timing:
         return d
 
 
+def timed(fn: Callable[..., Any], *args, sync: Callable[[], Any] | None = None,
+          clock: Callable[[], float] = time.perf_counter, **kwargs) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds)`` of one call, for scripts that time each input
+    once (``sync`` as in :func:`time_calls`)."""
+    if sync is not None:
+        sync()
+    t0 = clock()
+    value = fn(*args, **kwargs)
+    if sync is not None:
+        sync()
+    return value, clock() - t0
+
+
 MODES = ("interleaved", "alone")
 
 
@@ -150,16 +163,9 @@ def time_calls(
     plan = schedule(list(fns), rounds, number=number, mode=mode, alternate=alternate)
     out = {k: Timing(k, [0.0] * rounds, number, warmup, mode, load_before=load_average()) for k in fns}
 
-    def timed(k: str) -> float:
-        fn = fns[k]
-        if sync is not None:
-            sync()
+    def timed_call(k: str) -> float:
         r0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = clock()
-        fn()
-        if sync is not None:
-            sync()
-        dt = clock() - t0
+        _, dt = timed(fns[k], sync=sync, clock=clock)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         t = out[k]
         t.user_s += r1.ru_utime - r0.ru_utime
@@ -177,7 +183,7 @@ def time_calls(
             started.add(k)
             for _ in range(warmup):
                 fns[k]()
-        out[k].seconds[r] += timed(k)
+        out[k].seconds[r] += timed_call(k)
     load = load_average()
     for t in out.values():
         t.load_after = load
