@@ -58,12 +58,12 @@ def make_meshes(sizes: list[int], folder: Path) -> dict[int, Path]:
     return out
 
 
-def run_once(mesh: Path, out: Path, device: str, threads: int) -> dict:
+def run_once(mesh: Path, out: Path, device: str, threads: int, model: str | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     # Spinning OpenMP threads stall whenever the other core is busy (shared machine).
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cmd = measure.python_command(["-m", "meshgdl", "segment", str(mesh), "-o", str(out), "--format", "json",
-                                  "--quiet", "--device", device])
+                                  "--quiet", "--device", device] + (["--model", model] if model else []))
     r = measure.run_process(cmd, env=env, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"segment failed on {mesh}: {r.stderr.strip()[-500:]}")
@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=2, help="runs per size (median reported)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", help="shipped model name, checkpoint or run folder (default: segment's default)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     a = p.parse_args(argv)
     env = measure.environment()
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
         print(f"# test meshes made in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         rows = []
         for n, mesh in meshes.items():
-            runs = [run_once(mesh, tmp / f"out_{n}.ply", a.device, a.threads) for _ in range(a.repeat)]
+            runs = [run_once(mesh, tmp / f"out_{n}.ply", a.device, a.threads, a.model) for _ in range(a.repeat)]
             wall = statistics.median(r["wall_s"] for r in runs)
             stages = {k: statistics.median(r["stages"].get(k, 0.0) for r in runs) for k in runs[0]["stages"]}
             rows.append({"faces": runs[0]["faces"], "vertices": runs[0]["vertices"], "wall_s": wall,
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
                   + "  ".join(f"{k} {v:.2f}" for k, v in stages.items()), file=sys.stderr)
     print()
     print(measure.environment_line(env))
-    print(f"# children: OMP_NUM_THREADS={a.threads}, device {a.device}; load average at the end "
+    print(f"# children: OMP_NUM_THREADS={a.threads}, device {a.device}, model {a.model or 'default'}; load average at the end "
           f"{measure.load_average()}")
     print("| faces | vertices | end-to-end (s) | peak RSS (MiB) | load | preprocess | predict | transfer | write |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
