@@ -6,7 +6,9 @@ runs every function once per round, round after round, so all of them see the sa
 machine load, ``alone`` runs each function's rounds back to back. The median, min and
 max of the samples, the user/system CPU seconds and page faults of the timed calls
 (``getrusage``) and the load average before and after are kept. Ratios between two
-functions timed in the same run: :func:`round_ratios` (per round, then the median).
+functions timed in the same run: :func:`round_ratios` (per round) and
+:func:`median_ratio`. :func:`schedule` gives the same call order to scripts that time in
+other processes; :func:`timed` times one call.
 
 Memory, in bytes above what was allocated when the measurement started:
 
@@ -600,7 +602,8 @@ def to_json(doc: Any) -> str:
 
 def write_json(path, doc: Any) -> None:
     """Write ``doc`` as JSON (timings, peaks, numpy values converted), atomically."""
-    sys.path.insert(0, ROOT)
+    if ROOT not in sys.path:  # the scripts run from a checkout, the package maybe not installed
+        sys.path.insert(0, ROOT)
     from meshgdl.atomic import write_text_atomic
 
     write_text_atomic(path, to_json(doc))
