@@ -248,6 +248,19 @@ def test_face_majority_and_colors():
     assert tuple(c[2]) == (128, 128, 128) and len({tuple(x) for x in c}) == 4
 
 
+def test_face_majority_equals_the_general_vote():
+    """The three-corner rule of vertex_to_face_labels is the general majority vote
+    (ties to the smallest label, unlabelled corners not voting) on random labellings."""
+    from meshgdl.data.labels import _majority
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        F = rng.integers(0, 40, (200, 3))
+        lab = rng.integers(-1, 4, 40)
+        want = _majority(np.repeat(np.arange(len(F)), 3), lab[F].ravel(), len(F), -1)
+        np.testing.assert_array_equal(vertex_to_face_labels(F, lab), want)
+
+
 # ----------------------------------------------------------------------------- the shipped model
 
 FIGURE_MODEL = PRETRAINED_DIR / "figure_parts.safetensors"

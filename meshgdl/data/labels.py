@@ -68,10 +68,18 @@ def vertex_to_face_labels(F: np.ndarray, vertex_labels: np.ndarray, ignore_index
     """
     F = np.asarray(F, dtype=np.int64)
     vertex_labels = np.asarray(vertex_labels, dtype=np.int64)
-    out = _majority(np.repeat(np.arange(len(F)), 3), vertex_labels[F].ravel(), len(F), ignore_index)
+    a, b, c = vertex_labels[F[:, 0]], vertex_labels[F[:, 1]], vertex_labels[F[:, 2]]
+    va, vb, vc = a != ignore_index, b != ignore_index, c != ignore_index
+    # Three corners: a label two of them share wins; else each voter has one vote and
+    # the smallest wins (the rule of _majority, without its sort of every (face, label) pair).
+    big = np.iinfo(np.int64).max
+    out = np.minimum(np.minimum(np.where(va, a, big), np.where(vb, b, big)), np.where(vc, c, big))
+    out[out == big] = ignore_index
+    for x, y, vx, vy in ((b, c, vb, vc), (a, c, va, vc), (a, b, va, vb)):
+        pair = vx & vy & (x == y)
+        out[pair] = x[pair]
     if scores is not None:
-        a, b, c = vertex_labels[F[:, 0]], vertex_labels[F[:, 1]], vertex_labels[F[:, 2]]
-        differ = (a != b) & (b != c) & (a != c) & (a != ignore_index) & (b != ignore_index) & (c != ignore_index)
+        differ = (a != b) & (b != c) & (a != c) & va & vb & vc
         if differ.any():
             fi = np.flatnonzero(differ)
             tot = scores[F[fi, 0]] + scores[F[fi, 1]] + scores[F[fi, 2]]
