@@ -150,7 +150,80 @@ def working_mesh(
                        n_components=n_real, n_dropped_components=n_dropped)
 
 
-# ----------------------------------------------------------------------------- model
+# ----------------------------------------------------------------------------- deforming input
 
 
-__all__ = ["DEFAULT_WORKING_VERTICES", "WorkingMesh", "working_mesh", "check_surface_area"]
+@dataclass
+class AttachedWorkingMesh:
+    """A working mesh fixed to the surface of an input mesh, so it follows that mesh
+    through a deformation that keeps its connectivity (an animation's frames).
+
+    Built once on the rest shape (:func:`attach_working_mesh`): each working vertex is
+    a point ``(face, bary)`` of the input surface and each input vertex a point
+    ``(back_face, back_bary)`` of the working surface. On any frame ``V (n, 3)`` of the
+    input, :meth:`positions` gives the working vertices (same ``F`` every frame) and
+    :meth:`to_input` brings per-working-vertex values back to the input's vertices
+    through the rest correspondence -- one decimation for the whole sequence, and a
+    surface point keeps its working-mesh neighbours in every frame.
+    """
+
+    F: np.ndarray  # (l, 3) int64 working triangles (holes filled when ``fill``)
+    input_F: np.ndarray  # (m, 3) int64 the input's triangles
+    face: np.ndarray  # (k0,) int64 input triangle of each working vertex (before filling)
+    bary: np.ndarray  # (k0, 3) float64 its barycentric coordinates there
+    back_face: np.ndarray  # (n,) int64 working triangle of each input vertex
+    back_bary: np.ndarray  # (n, 3) float64
+    center: np.ndarray
+    scale: float
+    fill: bool = False  # close the holes again on every frame (fan around each loop's centroid)
+    n_open_faces: int = 0  # working triangles before filling (the first ones of ``F``)
+
+    def positions(self, V: np.ndarray) -> np.ndarray:
+        """Working vertices ``(k, 3) float64`` on the input frame ``V (n, 3)``, in the rest
+        shape's normalised coordinates (``(X - center) * scale``)."""
+        from meshgdl.geometry.proximity import interpolate
+        from meshgdl.geometry.remesh import fill_holes
+
+        W = interpolate((np.asarray(V, np.float64) - self.center) * self.scale, self.input_F, self.face, self.bary)
+        if self.fill:
+            W, F = fill_holes(W, self.F[: self.n_open_faces])
+            if len(F) != len(self.F):
+                raise MeshError("the working mesh's holes changed between frames")
+        return W
+
+    def to_input(self, values: np.ndarray) -> np.ndarray:
+        """Per-working-vertex ``values (k,) or (k, C)`` -> ``(n,) or (n, C)`` on the input's vertices."""
+        from meshgdl.geometry.proximity import interpolate
+
+        v = np.asarray(values)
+        out = interpolate(v.reshape(len(v), -1), self.F, self.back_face, self.back_bary)
+        return out.reshape((-1,) + v.shape[1:])
+
+
+def attach_working_mesh(V: np.ndarray, F: np.ndarray, n_target: int = DEFAULT_WORKING_VERTICES, *,
+                        area: float = 1.0, fill: bool = False) -> AttachedWorkingMesh:
+    """:func:`working_mesh` of the rest shape ``V (n, 3), F (m, 3)``, its vertices
+    projected onto the input surface (decimation moves them slightly off it) and
+    recorded as surface points, and every input vertex projected back onto the
+    working surface (:func:`meshgdl.geometry.proximity.project_to_surface`, normals
+    respected as in ``meshgdl segment``). Frame-by-frame use: :class:`AttachedWorkingMesh`."""
+    from meshgdl.geometry.normals import vertex_normals
+    from meshgdl.geometry.proximity import interpolate, project_to_surface
+    from meshgdl.geometry.remesh import fill_holes
+
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    F = np.ascontiguousarray(F, dtype=np.int64)
+    wm = working_mesh(V, F, n_target, area=area, fill=False)
+    Vn = wm.normalize(V)
+    face, bary, _ = project_to_surface(wm.V, Vn, F)
+    W = interpolate(Vn, F, face, bary)
+    Fw = wm.F
+    if fill:
+        W, Fw = fill_holes(W, wm.F)
+    back_face, back_bary, _ = project_to_surface(Vn, W, Fw, normals=vertex_normals(V, F))
+    return AttachedWorkingMesh(F=Fw, input_F=F, face=face, bary=bary, back_face=back_face, back_bary=back_bary,
+                               center=wm.center, scale=wm.scale, fill=fill, n_open_faces=len(wm.F))
+
+
+__all__ = ["DEFAULT_WORKING_VERTICES", "WorkingMesh", "working_mesh", "check_surface_area",
+           "AttachedWorkingMesh", "attach_working_mesh"]
