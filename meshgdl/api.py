@@ -1,5 +1,6 @@
 """One call per job, on anything mesh-like: ``meshgdl.segment``, ``meshgdl.classify``,
-``meshgdl.geodesic_distance``, ``meshgdl.spectrum``, ``meshgdl.compute_operators``.
+``meshgdl.geodesic_distance``, ``meshgdl.spectrum``, ``meshgdl.compute_operators``;
+``meshgdl.load_animation`` reads a deforming mesh (:func:`meshgdl.io.load_animation`).
 
 ``mesh_like`` is a path, ``(V, F)`` arrays, a :class:`meshgdl.io.Mesh`, a
 ``trimesh.Trimesh``, an Open3D ``TriangleMesh``, a PyTorch Geometric ``Data`` (``pos``,
@@ -22,7 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from meshgdl.io import Mesh
+# re-exported as meshgdl.load_animation / meshgdl.Animation (deforming meshes: mesh + .pc2/.mdd, or a frame folder)
+from meshgdl.io import Animation, Mesh, load_animation  # noqa: F401
 
 
 def _each(mesh_like: Any, fn: Callable[[Mesh], Any]):
