@@ -233,11 +233,21 @@ def test_frame_folder_round_trip_and_mismatch(tmp_path):
     got = load_frame_folder(d, ref)
     np.testing.assert_allclose(got, fr[[0, 2, 1]], atol=1e-12)
     save_mesh(d / "pose11.obj", *torus(12, 8))
-    with pytest.raises(MeshError, match="connectivity"):
+    with pytest.raises(MeshError, match="pose11.obj: frame 3 has 96 vertices"):
         load_frame_folder(d, ref)
+    (d / "pose11.obj").unlink()
+    with pytest.raises(MeshError, match="connectivity"):  # the folder's frames differ from MESH
+        load_frame_folder(d, load_mesh(_save_torus(tmp_path / "other.obj", 12, 8)))
     (tmp_path / "empty").mkdir()
     with pytest.raises(MeshError, match="no mesh files"):
         load_frame_folder(tmp_path / "empty", ref)
+
+
+def _save_torus(path, *args):
+    from meshgdl.io import save_mesh
+
+    save_mesh(path, *torus(*args))
+    return path
 
 
 # ------------------------------------------------------------------ features and model state
@@ -545,7 +555,7 @@ def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
     out = tmp_path / "a.mp4"
     proc = subprocess.run(
         [sys.executable, "-m", "meshgdl", "view", str(torus_obj), "--feature", "x", "--deform", "twist",
-         "--frames", "2", "--size", "64x64", "--export", str(out)],
+         "--frames", "2", "--size", "160x120", "--export", str(out)],
         capture_output=True, text=True, env=env, timeout=120,
     )
     if ffmpeg_executable() is None:

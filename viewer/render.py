@@ -212,6 +212,9 @@ def layout(style: Style) -> dict:
     """Pixel layout of one output image: 3D viewport, legend panel, caption strip."""
     lw = (style.legend_width or legend_width(style.width)) if style.legend else 0
     ch = max(16, min(28, style.height // 22)) if style.caption else 0
+    if style.width - lw < 16 or style.height - ch < 16:
+        raise ViewerError(f"image size {style.width}x{style.height} leaves no room for the 3D view beside "
+                          f"the legend ({lw} pixels) and caption; use a larger --size")
     return {"view_w": style.width - lw, "view_h": style.height - ch, "legend_w": lw, "caption_h": ch}
 
 

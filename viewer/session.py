@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .deform import BUILTIN_DEFORMATIONS, deformation_frames, load_frame_folder
+from .deform import (BUILTIN_DEFORMATIONS, cleaned_frames, deformation_frames, folder_animation, frame_indices,
+                     load_frame_folder)
 from .features import (Feature, ModelOnMesh, ViewerError, array_feature, array_tangent, builtin_feature,
                        frame_labels_feature, labels_feature, load_labels_file, load_scalar_file,
                        load_vectors_file, model_feature)
@@ -120,16 +121,6 @@ def make_frames(lm: LoadedMesh, deform: str | None, T: int | None) -> tuple[np.n
     raise ViewerError(f"--deform {deform}: not twist, bend, articulate or an existing folder of meshes")
 
 
-def frame_indices(n_frames: int, T: int | None) -> np.ndarray:
-    """``T`` evenly spaced frame indices of ``n_frames`` (first and last included; all
-    of them when ``T`` is None or not smaller)."""
-    if T is not None and T < 1:
-        raise ViewerError(f"--frames must be >= 1, got {T}")
-    if T is None or T >= n_frames:
-        return np.arange(n_frames)
-    return np.round(np.linspace(0, n_frames - 1, T)).astype(np.int64)
-
-
 @dataclass
 class Sequence:
     """Frames of a real animation (:func:`meshgdl.io.load_animation`) picked for viewing."""
@@ -141,19 +132,28 @@ class Sequence:
 
 
 def load_sequence(mesh: str, animation: str, T: int | None = None) -> tuple[LoadedMesh, Sequence]:
-    """MESH and its animation (a point cache such as .pc2, read by
+    """MESH and its animation: a point cache (.pc2 / .mdd) of MESH's vertices, or a folder
+    of frame meshes sharing MESH's connectivity (both read by
     :func:`meshgdl.io.load_animation`); ``T`` evenly subsamples the frames."""
+    if T is not None and T < 1:
+        raise ViewerError(f"--frames must be >= 1, got {T}")
     if str(mesh).startswith("builtin:"):
         raise ViewerError("--animation needs MESH to be the animated mesh's file (its rest shape), "
                           "not a built-in mesh")
-    from meshgdl.io import load_animation
+    if Path(animation).is_dir():
+        lm = load_view_mesh(mesh)
+        anim = folder_animation(animation, lm.mesh)
+        idx = frame_indices(anim.n_frames, T)
+        frames = cleaned_frames(anim.positions, lm.mesh, idx)
+    else:
+        from meshgdl.io import load_animation
 
-    anim = load_animation(mesh, animation)
-    idx = frame_indices(int(anim.n_frames), T)
-    frames = np.stack([np.asarray(anim.frame_V(int(t)), np.float64) for t in idx])
-    rest = anim.rest
-    return (LoadedMesh(rest.V, rest.F, rest, None, str(mesh)),
-            Sequence(frames, idx, int(anim.n_frames), Path(animation).stem))
+        anim = load_animation(mesh, animation)
+        idx = frame_indices(anim.n_frames, T)
+        frames = np.stack([anim.frame_V(int(t)) for t in idx])
+        rest = anim.rest
+        lm = LoadedMesh(rest.V, rest.F, rest, None, str(mesh))
+    return lm, Sequence(frames, idx, int(anim.n_frames), Path(animation).name.rsplit(".", 1)[0])
 
 
 def make_features(lm: LoadedMesh, *, scalar=None, labels=None, class_names=None, feature=None, model=None, layer=0,
