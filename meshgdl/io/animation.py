@@ -174,6 +174,8 @@ def load_animation(mesh: str | os.PathLike, cache: str | os.PathLike | None = No
     if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 1):
         raise ValueError(f"max_frames must be a positive integer, got {max_frames!r}")
     p = Path(mesh)
+    if not p.exists():
+        raise MeshError(f"{mesh}: file not found")
     if p.is_dir():
         if cache is not None:
             raise MeshError(f"{mesh}: a frame folder takes no cache file (got {cache})")
@@ -190,8 +192,8 @@ def load_animation(mesh: str | os.PathLike, cache: str | os.PathLike | None = No
             f"{cname}: unknown point-cache type '{Path(cache).suffix or '(none)'}'; "
             f"supported: {', '.join(CACHE_EXTENSIONS)}"
         )
+    data = read_pc2(cache) if ext == ".pc2" else read_mdd(cache)  # header only: fails fast
     rest = load_mesh(mesh)
-    data = read_pc2(cache) if ext == ".pc2" else read_mdd(cache)
     n_cache = data.positions.shape[1]
     if n_cache != rest.n_orig_vertices:
         raise MeshError(

@@ -11,6 +11,10 @@ never reach the last frame. We read such a file (size exactly ``T + 1`` blocks) 
 ``T`` frames after the rest block, so frame ``i`` is the pose at ``times[i]`` and no
 frame is lost, and say so in the animation's ``warnings``. Any other size mismatch is
 an error (truncated cache / trailing data).
+
+Positions are returned as stored, with no change of axes: Blender's exporter writes
+world coordinates with y and z swapped (LightWave is y-up), so such a cache lines up
+with a mesh file only if that file uses the same axes.
 """
 
 from __future__ import annotations
