@@ -232,6 +232,11 @@ def test_frame_folder_round_trip_and_mismatch(tmp_path):
     ref = load_mesh(tmp_path / "rest.obj")
     got = load_frame_folder(d, ref)
     np.testing.assert_allclose(got, fr[[0, 2, 1]], atol=1e-12)
+    from meshgdl_viewer.session import build_model  # --animation FOLDER: the same frames
+
+    m = build_model(str(tmp_path / "rest.obj"), feature="x", animation=str(d), frames=2)
+    np.testing.assert_allclose(m.frames, fr[[0, 1]], atol=1e-12)
+    assert m.frame_numbers.tolist() == [0, 2] and m.total_frames == 3
     save_mesh(d / "pose11.obj", *torus(12, 8))
     with pytest.raises(MeshError, match="pose11.obj: frame 3 has 96 vertices"):
         load_frame_folder(d, ref)

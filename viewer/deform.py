@@ -1,4 +1,5 @@
-"""Deforming models: built-in near-isometric deformations and frame folders.
+"""Deforming models: built-in near-isometric deformations, frame folders (read by
+:func:`meshgdl.io.load_animation`, like point caches) and frame subsampling.
 
 A deformation is a stack of vertex positions ``(T, n, 3) float64`` that all share
 one face array ``F``; frame 0 is the undeformed (rest) shape. The viewer recomputes a

@@ -55,15 +55,15 @@ def register(subparsers) -> None:
                    help="built-in near-isometric deformation, articulate (builtin:capsule only), "
                         "or a folder of meshes sharing MESH's connectivity")
     p.add_argument("--animation", metavar="CACHE",
-                   help="play MESH's animation: a point cache of its vertex positions (.pc2), the feature "
-                        "recomputed on every frame")
+                   help="play MESH's animation: a point cache of its vertex positions (.pc2, .mdd) or a "
+                        "folder of frame meshes; the feature is recomputed on every frame")
     p.add_argument("--frames", type=int, default=None,
                    help="number of frames: --animation and a --deform folder are subsampled evenly "
                         "(default: all), built-in deformations get this many (default 24)")
     p.add_argument("--compare", choices=["hks", "geodesic", "eigen", "x"],
                    help="side by side: a second panel with this built-in feature on the same frames and "
                         "camera (e.g. a model layer next to raw coordinates x)")
-    p.add_argument("--compare-channel", type=int, default=0, help="channel of the --compare feature (default 0)")
+    p.add_argument("--compare-channel", metavar="C", type=int, default=0, help="channel of the --compare feature (default 0)")
     p.add_argument("--arrows", action="store_true",
                    help="draw tangent arrows (the feature's intrinsic gradient, or --vectors)")
     p.add_argument("--vectors", metavar="FILE", help="(n, 2) tangent feature in gauge coordinates (.npy/.txt)")
@@ -103,10 +103,9 @@ def _run(args) -> int:
         raise UsageError("--class-names goes with --labels")
     if args.animation is not None and args.deform is not None:
         raise UsageError("give either --animation (a real sequence) or --deform (a synthetic one), not both")
+    from meshgdl.cli._common import status
     from meshgdl_viewer.scene import Style, parse_size
     from meshgdl_viewer.session import build_model, compare_model
-
-    from meshgdl.cli._common import status
 
     w, h = parse_size(args.size)
     if args.fps <= 0:
