@@ -31,6 +31,10 @@ class ViewerError(ValueError):
 
 FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
+#: Bytes each per-frame cache (a feature's values, the eigenbases) may hold: a long
+#: sequence of a fine mesh must not keep every frame's eigenbasis.
+CACHE_BYTES = 128 * 2**20
+
 
 @dataclass
 class Feature:
@@ -80,9 +84,10 @@ class Feature:
                 # e.g. geodesic distance on a component the source cannot reach:
                 # drawn grey, left out of the colour range and the isolines
                 out[~finite] = np.nan
-            if len(self._cache) > 64:
-                self._cache.pop(next(iter(self._cache)))
             self._cache[key] = out
+            while len(self._cache) > 1 and (len(self._cache) > 64
+                                            or sum(a.nbytes for a in self._cache.values()) > CACHE_BYTES):
+                self._cache.pop(next(iter(self._cache)))
         return self._cache[key]
 
     def channel_name(self, c: int, num_channels: int) -> str:
@@ -162,10 +167,11 @@ def spectral(V: np.ndarray, F: np.ndarray, k: int, method: str = "auto") -> tupl
         return _SPECTRAL_CACHE[key]
     L, M = laplacian(V, F, method=method)
     evals, evecs = eigenbasis(L, M, k)
-    _SPECTRAL_CACHE[key] = (np.asarray(evals), np.asarray(evecs))
-    while len(_SPECTRAL_CACHE) > 48:
+    _SPECTRAL_CACHE[key] = out = (np.asarray(evals), np.asarray(evecs))
+    while len(_SPECTRAL_CACHE) > 1 and (len(_SPECTRAL_CACHE) > 48 or
+                                        sum(v.nbytes for _, v in _SPECTRAL_CACHE.values()) > CACHE_BYTES):
         _SPECTRAL_CACHE.popitem(last=False)
-    return _SPECTRAL_CACHE[key]
+    return out
 
 
 class _RestChoices:
