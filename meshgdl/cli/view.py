@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     p.add_argument("--compare", choices=["hks", "geodesic", "eigen", "x"],
                    help="side by side: a second panel with this built-in feature on the same frames and "
                         "camera (e.g. a model layer next to raw coordinates x)")
-    p.add_argument("--compare-channel", metavar="C", type=int, default=0, help="channel of the --compare feature (default 0)")
+    p.add_argument("--compare-channel", metavar="C", type=int, default=0,
+                   help="channel of the --compare feature (default 0)")
     p.add_argument("--arrows", action="store_true",
                    help="draw tangent arrows (the feature's intrinsic gradient, or --vectors)")
     p.add_argument("--vectors", metavar="FILE", help="(n, 2) tangent feature in gauge coordinates (.npy/.txt)")
