@@ -127,9 +127,16 @@ def _raw_faces(mesh: Mesh):
 
 
 def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, working_vertices: int | None = None,
-            smooth: int | None = None, stage: Callable[[str], None] | None = None):
+            smooth: int | None = None, stage: Callable[[str], None] | None = None,
+            frames=None, workers: int | None = None):
     """Segment a mesh into parts with a shipped or trained model -> :class:`SegmentationResult`
     (a list of them for a batch).
+
+    An :class:`meshgdl.io.Animation` (``meshgdl.load_animation``) gives an
+    :class:`meshgdl.animation_segmentation.AnimationSegmentation` instead: every frame
+    (or the ``frames`` given) segmented on its own geometry in ``workers`` processes
+    (``.frame_labels (T, n)`` in the file's vertex order, ``.sequence`` labelling of the
+    rest pose by the frame-averaged probabilities, ``.consistency``).
 
     ``model``: ``None`` (the default shipped segmentation model,
     ``meshgdl.pretrained.DEFAULTS``), a shipped name (``meshgdl.pretrained.names()``),
@@ -143,11 +150,22 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
     (any resolution, pose, scale, vertex order). Raises MeshError for an unusable
     mesh, CheckpointError for a bad model, TypeError for a non-mesh.
     """
+    from meshgdl.io import Animation
     from meshgdl.segmentation import Segmenter, load_segmenter
     from meshgdl.segmentation import segment as run_pipeline
 
     if smooth is not None and int(smooth) < 0:
         raise ValueError(f"smooth must be >= 0, got {smooth}")
+    if isinstance(mesh_like, Animation):
+        from meshgdl.animation_segmentation import segment_animation
+
+        segmenter = model if isinstance(model, Segmenter) else \
+            load_segmenter(model, device=device, working_vertices=working_vertices)
+        return segment_animation(mesh_like, segmenter, frames=frames, workers=workers,
+                                 smooth_iterations=None if smooth is None else int(smooth),
+                                 raw_faces=_raw_faces(mesh_like.rest))
+    if frames is not None or workers is not None:
+        raise ValueError("frames and workers go with an Animation")
     say = stage or (lambda name: None)
     say("load")
     batched, meshes = _checked_meshes(mesh_like)

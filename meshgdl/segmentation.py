@@ -30,6 +30,12 @@ resolution on clean meshes. :func:`segment` bridges the two:
    working-surface point, faces dropped while cleaning take the majority of their
    corners.
 
+A mesh that moves with fixed connectivity (an animation) is planned once
+(:func:`plan_segmentation` on its rest pose: the working mesh, each component's
+hierarchy and the transfer tables, all tied to the surface) and each pose is then
+segmented on its own positions through that plan (``segment(..., plan=plan)``): every
+frame sees the same triangles, so labels change only where the geometry does.
+
 All geometry is numpy/scipy; only :class:`Segmenter` touches torch.
 """
 
@@ -47,7 +53,8 @@ import numpy as np
 from meshgdl.colors import label_colors
 from meshgdl.data.labels import smooth_labels, vertex_to_face_labels
 from meshgdl.errors import MeshError
-from meshgdl.data.working_mesh import DEFAULT_WORKING_VERTICES, WorkingMesh, working_mesh
+from meshgdl.data.working_mesh import (DEFAULT_WORKING_VERTICES, WorkingMesh, WorkingMeshReplay,
+                                       attach_working_mesh, working_mesh)
 from meshgdl.geometry.normals import face_areas, vertex_areas, vertex_normals
 from meshgdl.geometry.proximity import interpolate, project_to_surface
 from meshgdl.geometry.topology import vertex_components
@@ -152,6 +159,82 @@ def predict_by_component(segmenter: Segmenter, V: np.ndarray, F: np.ndarray,
 
 
 @dataclass
+class SegmentationPlan:
+    """What segmenting a mesh derives from its connectivity and rest pose, for reuse on
+    every pose of the same connectivity (:func:`plan_segmentation`).
+
+    ``working``: the working mesh tied to the input surface; ``parts``: the working
+    mesh's components that go through the model, ``(vertices (k_c,) int64, faces (l_c, 3)
+    local, hierarchy replay or None)`` each; ``small (s,) int64``: working vertices of
+    the other components, labelled from their closest point ``(small_face, small_bary)``
+    of ``big_faces (b, 3)``; ``face (n,), bary (n, 3)``: each input vertex's point of the
+    working surface; ``lost (r,)``: file vertices the cleaned mesh does not have, with
+    their points ``(lost_face, lost_bary)``.
+    """
+
+    working: WorkingMeshReplay
+    parts: list
+    small: np.ndarray
+    big_faces: np.ndarray
+    small_face: np.ndarray
+    small_bary: np.ndarray
+    face: np.ndarray
+    bary: np.ndarray
+    lost: np.ndarray
+    lost_face: np.ndarray
+    lost_bary: np.ndarray
+    n_vertices: int
+
+    def predict(self, segmenter: "Segmenter", wm: WorkingMesh) -> np.ndarray:
+        """Class probabilities ``(k, C) float64`` on ``wm = self.working.apply(V)``, each
+        component through the model with its replayed hierarchy (as
+        :func:`predict_by_component` does with fresh ones)."""
+        probs = np.zeros((len(wm.V), segmenter.n_classes), dtype=np.float64)
+        for idx, Fc, replay in self.parts:
+            probs[idx] = segmenter.predict(wm.V[idx], Fc, replay=replay)
+        if len(self.small):
+            probs[self.small] = interpolate(probs, self.big_faces, self.small_face, self.small_bary)
+        return probs
+
+
+def plan_segmentation(mesh: Mesh, segmenter: Segmenter, min_vertices: int = MIN_MODEL_VERTICES) -> SegmentationPlan:
+    """Plan the segmentation of every pose of ``mesh``'s connectivity from its rest pose
+    ``mesh.V``: the working mesh (:func:`meshgdl.data.working_mesh.attach_working_mesh`),
+    each component's coarse levels (:func:`meshgdl.data.batching.attach_sample`) and the
+    transfer of labels back to the input's vertices, all tied to the surface so
+    ``segment(pose, segmenter, plan=plan)`` only computes what depends on the pose's
+    positions (normalisation, operators, the network)."""
+    from meshgdl.data.batching import attach_sample
+
+    with blas_threads(1):
+        wm0 = working_mesh(mesh.V, mesh.F, segmenter.working_vertices, area=segmenter.area,
+                           fill=segmenter.fill_holes)
+        rep = attach_working_mesh(wm0, mesh.V, mesh.F, segmenter.area)
+        wm = rep.apply(mesh.V)
+        k = len(wm.V)
+        n_comp, comp = vertex_components(wm.F, k)
+        sizes = np.bincount(comp, minlength=n_comp)
+        big = sizes >= min_vertices
+        big[int(np.argmax(sizes))] = True
+        fcomp = comp[wm.F[:, 0]]
+        parts = []
+        for c in np.flatnonzero(big):
+            idx = np.flatnonzero(comp == c)
+            remap = np.full(k, -1, dtype=np.int64)
+            remap[idx] = np.arange(len(idx))
+            Fc = remap[wm.F[fcomp == c]]
+            parts.append((idx, Fc, attach_sample(wm.V[idx], Fc, segmenter.config)))
+        small = np.flatnonzero(~big[comp])
+        Fb = wm.F[big[fcomp]]
+        sf, sb, _ = project_to_surface(wm.V[small], wm.V, Fb)
+        face, bary, _ = project_to_surface(wm.normalize(mesh.V), wm.V, wm.F, normals=vertex_normals(mesh.V, mesh.F))
+        lost = np.flatnonzero(mesh.orig_to_new < 0) if mesh.file_V is not None else np.zeros(0, dtype=np.int64)
+        lf, lb, _ = project_to_surface(wm.normalize(mesh.file_V[lost]) if len(lost) else np.zeros((0, 3)), wm.V, wm.F)
+    return SegmentationPlan(working=rep, parts=parts, small=small, big_faces=Fb, small_face=sf, small_bary=sb,
+                            face=face, bary=bary, lost=lost, lost_face=lf, lost_bary=lb, n_vertices=mesh.n_vertices)
+
+
+@dataclass
 class Segmentation:
     """Result of :func:`segment` on a :class:`Mesh`.
 
@@ -194,6 +277,7 @@ def segment(
     smooth_iterations: int | None = None,
     stage: Callable[[str], None] | None = None,
     raw_faces: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+    plan: SegmentationPlan | None = None,
 ) -> Segmentation:
     """Segment a loaded mesh (any resolution, pose, scale, vertex order).
 
@@ -203,42 +287,57 @@ def segment(
     cleaning (e.g. from ``load_mesh(path, process=False)``). It is called only when
     cleaning dropped whole faces (degenerate, repeated), which then get the
     majority label of their corners; without it they are labelled -1.
+    ``plan``: from :func:`plan_segmentation` on another pose of this mesh's
+    connectivity; the working mesh, hierarchies and transfer tables are then that plan's,
+    moved to ``mesh.V``.
     """
     with blas_threads(1):
         if smooth_iterations is None:
             smooth_iterations = segmenter.smooth_iterations
-        return _segment(mesh, segmenter, int(smooth_iterations), stage, raw_faces)
+        return _segment(mesh, segmenter, int(smooth_iterations), stage, raw_faces, plan)
 
 
-def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces) -> Segmentation:
+def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) -> Segmentation:
     say = stage or (lambda name: None)
     times: dict[str, float] = {}
     n_cls = segmenter.n_classes
+    if plan is not None and plan.n_vertices != mesh.n_vertices:
+        raise MeshError(f"{mesh.path or 'the mesh'}: {mesh.n_vertices} vertices, but the segmentation plan is "
+                        f"for {plan.n_vertices}")
 
     say("preprocess")
     t0 = time.perf_counter()
-    wm = working_mesh(mesh.V, mesh.F, segmenter.working_vertices, area=segmenter.area,
-                      fill=segmenter.fill_holes)
+    if plan is not None:
+        wm = plan.working.apply(mesh.V)
+    else:
+        wm = working_mesh(mesh.V, mesh.F, segmenter.working_vertices, area=segmenter.area,
+                          fill=segmenter.fill_holes)
     times["preprocess"] = time.perf_counter() - t0
 
     say("predict")
     t0 = time.perf_counter()
-    probs_w = predict_by_component(segmenter, wm.V, wm.F)
+    probs_w = plan.predict(segmenter, wm) if plan is not None else predict_by_component(segmenter, wm.V, wm.F)
     times["predict"] = time.perf_counter() - t0
 
     say("transfer")
     t0 = time.perf_counter()
-    Vn = wm.normalize(mesh.V)
-    nrm = vertex_normals(mesh.V, mesh.F)
-    face, bary, _ = project_to_surface(Vn, wm.V, wm.F, normals=nrm)
+    if plan is not None:
+        face, bary = plan.face, plan.bary
+    else:
+        Vn = wm.normalize(mesh.V)
+        nrm = vertex_normals(mesh.V, mesh.F)
+        face, bary, _ = project_to_surface(Vn, wm.V, wm.F, normals=nrm)
     probs = interpolate(probs_w, wm.F, face, bary)
     raw = np.argmax(probs, axis=1).astype(np.int64)
     labels = smooth_labels(raw, mesh.F, vertex_areas(mesh.V, mesh.F), n_cls, smooth_iterations)
     flab = vertex_to_face_labels(mesh.F, labels, scores=probs)
 
     file_v = mesh.to_original_vertices(labels, fill=-1)
-    lost = file_v < 0
-    if lost.any() and mesh.file_V is not None:
+    if plan is not None:
+        if len(plan.lost):
+            file_v[plan.lost] = np.argmax(interpolate(probs_w, wm.F, plan.lost_face, plan.lost_bary), axis=1)
+    elif (file_v < 0).any() and mesh.file_V is not None:
+        lost = file_v < 0
         f2, b2, _ = project_to_surface(wm.normalize(mesh.file_V[lost]), wm.V, wm.F)
         file_v[lost] = np.argmax(interpolate(probs_w, wm.F, f2, b2), axis=1)
     file_f = mesh.to_original_faces(flab, fill=-1)
@@ -256,12 +355,16 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces) -> Segmentati
                         working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings=times)
 
 
-def output_paths(out_ply: str | os.PathLike) -> dict[str, Path]:
-    """``OUT.ply`` -> its companions ``OUT.vertex_labels.txt`` and ``OUT.face_labels.txt``."""
+def output_paths(out_ply: str | os.PathLike, frames: bool = False) -> dict[str, Path]:
+    """``OUT.ply`` -> its companions ``OUT.vertex_labels.txt`` and ``OUT.face_labels.txt``
+    (and ``OUT.frame_labels.npy`` with ``frames``)."""
     p = Path(out_ply)
     stem = p.with_suffix("")
-    return {"ply": p, "vertex_labels": Path(f"{stem}.vertex_labels.txt"),
-            "face_labels": Path(f"{stem}.face_labels.txt")}
+    out = {"ply": p, "vertex_labels": Path(f"{stem}.vertex_labels.txt"),
+           "face_labels": Path(f"{stem}.face_labels.txt")}
+    if frames:
+        out["frame_labels"] = Path(f"{stem}.frame_labels.npy")
+    return out
 
 
 def default_output(mesh_path: str | os.PathLike) -> Path:
@@ -270,19 +373,21 @@ def default_output(mesh_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".segmented.ply")
 
 
-def write_segmentation(seg: Segmentation, mesh: Mesh, out_ply: str | os.PathLike) -> dict[str, Path]:
+def write_segmentation(seg: Segmentation, mesh: Mesh, out_ply: str | os.PathLike,
+                       frame_labels: np.ndarray | None = None) -> dict[str, Path]:
     """Write the coloured PLY and the two label files, all or nothing.
 
     The PLY holds the file's vertices in file order (unreferenced ones included),
     per-vertex colours and a ``label`` property, and the cleaned triangles in file
-    vertex numbering. Every file is first written to a temporary file next to its
-    target; the targets are replaced only after all three are complete, so a
-    failure leaves existing outputs untouched.
+    vertex numbering. ``frame_labels (T, n_file_vertices)`` (an animation's per-frame
+    labels) go to ``OUT.frame_labels.npy`` as int64. Every file is first written to a
+    temporary file next to its target; the targets are replaced only after all are
+    complete, so a failure leaves existing outputs untouched.
     """
     from meshgdl.atomic import atomic_path
     from meshgdl.io import save_mesh
 
-    paths = output_paths(out_ply)
+    paths = output_paths(out_ply, frames=frame_labels is not None)
     fileV = mesh.file_V if mesh.file_V is not None else mesh.V
     tris = mesh.file_triangles() if mesh.file_V is not None else mesh.F
     lab = seg.file_vertex_labels
@@ -292,6 +397,9 @@ def write_segmentation(seg: Segmentation, mesh: Mesh, out_ply: str | os.PathLike
                   vertex_scalars={"label": lab.astype(np.int32)})
         tmp["vertex_labels"].write_text(_lines(lab))
         tmp["face_labels"].write_text(_lines(seg.file_face_labels))
+        if frame_labels is not None:
+            with open(tmp["frame_labels"], "wb") as fh:
+                np.save(fh, np.asarray(frame_labels, dtype=np.int64))
     return paths
 
 

@@ -555,8 +555,9 @@ def test_cli_shows_every_layer_of_a_trained_model(egl, tmp_path, torus_obj, caps
 
 def test_model_features_on_a_fine_mesh_use_an_attached_working_mesh(tmp_path):
     """A mesh finer than the model's working resolution runs through the model on a
-    working mesh decimated once and carried by the frames; a rigid motion of the frame
-    then leaves the (intrinsic) features unchanged. Shipped models load by name."""
+    working mesh (and hierarchy) decimated once and replayed on every frame; a rigid
+    motion of the frame then leaves the (intrinsic) features unchanged. Shipped models
+    load by name."""
     import torch
 
     from meshgdl.nn.models import ModelConfig, build_model as build_net
@@ -575,7 +576,7 @@ def test_model_features_on_a_fine_mesh_use_an_attached_working_mesh(tmp_path):
     c, s = np.cos(1.0), np.sin(1.0)
     moved = V @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T + [0.5, 2.0, -1.0]
     vals = f.frames(np.stack([V, moved]), F)
-    assert run.attached is not None and vals.shape[:2] == (2, len(V))
+    assert run.plan is not None and vals.shape[:2] == (2, len(V))
     assert f.detail.startswith("(on a ") and "working mesh" in f.detail
     np.testing.assert_allclose(vals[1], vals[0], atol=1e-4 * np.abs(vals).max())
     m = build_model("builtin:torus", model="human_parts", layer=-1)

@@ -36,7 +36,10 @@ Steps (each skipped when its output exists, so an interrupted run continues)::
 Models (``--model``): ``gem`` -- GEM-CNN U-Net (3 levels, gated non-linearity, HKS +
 HKS-gradient inputs, meshes scaled to unit area: invariant to rigid motion, scale,
 vertex order and gauge); ``diffusion`` -- the DiffusionNet baseline (4 x 128, HKS
-input), same data, schedule and selection.
+input), same data, schedule and selection; ``gem_xyz`` -- the GEM U-Net of the same size
+on extrinsic input (positions, centroid removed), trained with random rotations: the
+reference of ``tools/bench/deformation_stability.py`` for what intrinsic inputs buy on
+a deforming body.
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ MODELS = {
     # figure_parts' U-Net (3 levels, gated, HKS + HKS gradients), with meshes scaled to
     # unit area first: the benchmark's meshes come in their sources' units
     "gem": dict(FIGURE_MODEL, unit_area=True),
+    # the same U-Net on extrinsic input (positions, area-weighted centroid removed) and
+    # trained with random rotations: the reference of tools/bench/deformation_stability.py
+    # for what intrinsic inputs buy on a deforming body
+    "gem_xyz": dict(FIGURE_MODEL, unit_area=True, in_features=["xyz"]),
     "diffusion": {
         "kind": "diffusion",
         "in_features": ["hks"],
@@ -157,8 +164,12 @@ def _env() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
 
+#: Per-model changes to TRAIN: extrinsic inputs need rotations to generalise.
+TRAIN_OVERRIDES = {"gem_xyz": {"augment_rotate": "so3"}}
+
+
 def train_config(a) -> dict:
-    return dict(TRAIN, epochs=a.epochs, model=MODELS[a.model])
+    return dict(TRAIN, epochs=a.epochs, model=MODELS[a.model], **TRAIN_OVERRIDES.get(a.model, {}))
 
 
 def run_training(work: Path, a, seed: int) -> Path:

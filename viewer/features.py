@@ -355,26 +355,27 @@ _SAMPLES: "OrderedDict[tuple, object]" = OrderedDict()
 _SAMPLE_BUDGET = 200_000  # vertices of prepared geometry kept (all layers of a frame share one)
 
 
-def _prepared(cfg, V: np.ndarray, F: np.ndarray):
+def _prepared(cfg, V: np.ndarray, F: np.ndarray, replay=None):
     """:func:`meshgdl.data.batching.prepare` of ``(V, F)``, cached by content so that
     stepping through a model's layers on the same frames does not recompute geometry."""
     from meshgdl.data.batching import prepare
 
-    key = (_digest(V, F), repr(cfg))
+    key = (_digest(V, F), repr(cfg), id(replay))
     if key in _SAMPLES:
         _SAMPLES.move_to_end(key)
         return _SAMPLES[key][0]
-    sample = prepare(V, F, cfg)
-    _SAMPLES[key] = (sample, len(V))
-    while len(_SAMPLES) > 1 and sum(n for _, n in _SAMPLES.values()) > _SAMPLE_BUDGET:
+    sample = prepare(V, F, cfg, replay=replay)
+    _SAMPLES[key] = (sample, len(V), replay)  # holding the replay keeps its id unique
+    while len(_SAMPLES) > 1 and sum(e[1] for e in _SAMPLES.values()) > _SAMPLE_BUDGET:
         _SAMPLES.popitem(last=False)
     return sample
 
 
 def model_layer_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: np.ndarray,
-                         layer: int) -> np.ndarray:
+                         layer: int, replay=None) -> np.ndarray:
     """``(n, C)`` float64 gauge-invariant activations of ``layer`` of a trained model on
-    mesh ``(V, F)`` (the model's own geometry is computed for this mesh, as given)."""
+    mesh ``(V, F)`` (the model's own geometry is computed for this mesh, as given;
+    ``replay``: its coarse levels from :func:`meshgdl.data.batching.attach_sample`)."""
     import torch
 
     from meshgdl.data.batching import collate_samples
@@ -384,7 +385,7 @@ def model_layer_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: n
     if not -n_layers <= int(layer) < n_layers:
         raise ViewerError(f"--layer {layer} out of range: the model has {n_layers} feature layers "
                           f"(0..{n_layers - 1})")
-    batch = collate_samples([_prepared(cfg, np.asarray(V, np.float64), np.asarray(F, np.int64))])
+    batch = collate_samples([_prepared(cfg, np.asarray(V, np.float64), np.asarray(F, np.int64), replay)])
     with torch.no_grad():
         h = model.features(batch, int(layer))
     return h.detach().cpu().double().numpy()
@@ -409,44 +410,57 @@ class ModelOnMesh:
 
     A mesh finer than the model's working resolution (its description's
     ``working_vertices``, else :data:`meshgdl.data.working_mesh.DEFAULT_WORKING_VERTICES`;
-    more than 1.25 times that) is decimated once, on the first mesh seen (the rest
-    frame), to a working mesh attached to the surface
-    (:func:`meshgdl.data.working_mesh.attach_working_mesh`): every later frame moves the
-    same working mesh, the model runs on it, and its activations are interpolated back
-    to the mesh's vertices. Coarser meshes go through the model as they are. Shared by
-    all layers of one model, so they see the same working mesh.
+    more than 1.25 times that) gets, on the first mesh seen (the rest frame), one
+    working mesh tied to the surface (:func:`meshgdl.data.working_mesh.attach_working_mesh`),
+    the model's coarse levels tied to it (:func:`meshgdl.data.batching.attach_sample`)
+    and each vertex's point on the working surface: every frame is then seen through
+    the same triangles and hierarchy, and the activations are interpolated back to the
+    mesh's vertices. Coarser meshes go through the model as they are. Shared by all
+    layers of one model, so they see the same working mesh.
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike):
         self.checkpoint = checkpoint_path
-        self.attached = None
+        self.plan: tuple | None = None  # (replay of the working mesh, hierarchy replay, face, bary)
+        self.n_working = 0
         self._rest_F: np.ndarray | None = None
 
-    def working(self, V: np.ndarray, F: np.ndarray):
-        """The attached working mesh for faces ``F`` (built on the first call), or None."""
-        if self._rest_F is None or not np.array_equal(self._rest_F, F):
-            from meshgdl.data.working_mesh import DEFAULT_WORKING_VERTICES, attach_working_mesh
+    def _attach(self, V: np.ndarray, F: np.ndarray) -> None:
+        from meshgdl.data.batching import attach_sample
+        from meshgdl.data.working_mesh import DEFAULT_WORKING_VERTICES, attach_working_mesh, working_mesh
+        from meshgdl.geometry.normals import vertex_normals
+        from meshgdl.geometry.proximity import project_to_surface
 
-            info = _loaded_model(self.checkpoint).info or {}
-            n_work = int(info.get("working_vertices") or DEFAULT_WORKING_VERTICES)
-            self.attached = None
-            if len(V) > 1.25 * n_work:
-                self.attached = attach_working_mesh(V, F, n_work, area=float(info.get("area", 1.0)),
-                                                    fill=bool(info.get("fill_holes", False)))
-            self._rest_F = np.array(F, copy=True)
-        return self.attached
+        lm = _loaded_model(self.checkpoint)
+        info = lm.info or {}
+        n_work = int(info.get("working_vertices") or DEFAULT_WORKING_VERTICES)
+        self.plan, self.n_working = None, 0
+        self._rest_F = np.array(F, copy=True)
+        if len(V) <= 1.25 * n_work:
+            return
+        area = float(info.get("area", 1.0))
+        rep = attach_working_mesh(working_mesh(V, F, n_work, area=area, fill=bool(info.get("fill_holes", False))),
+                                  V, F, area)
+        wm = rep.apply(V)
+        face, bary, _ = project_to_surface(wm.normalize(V), wm.V, wm.F, normals=vertex_normals(V, F))
+        self.plan = (rep, attach_sample(wm.V, wm.F, lm.config), face, bary)
+        self.n_working = len(wm.V)
 
     def layer(self, V: np.ndarray, F: np.ndarray, layer: int) -> np.ndarray:
         """``(n, C)`` activations of ``layer`` on frame ``(V, F)``."""
-        wm = self.working(V, F)
-        if wm is None:
+        from meshgdl.geometry.proximity import interpolate
+
+        if self._rest_F is None or not np.array_equal(self._rest_F, F):
+            self._attach(V, F)
+        if self.plan is None:
             return model_layer_features(self.checkpoint, V, F, layer)
-        return wm.to_input(model_layer_features(self.checkpoint, wm.positions(V), wm.F, layer))
+        rep, replay, face, bary = self.plan
+        wm = rep.apply(V)
+        return interpolate(model_layer_features(self.checkpoint, wm.V, wm.F, layer, replay=replay),
+                           wm.F, face, bary)
 
     def detail(self) -> str:
-        if self.attached is None:
-            return ""
-        return f"(on a {int(self.attached.F.max()) + 1}-vertex working mesh)"
+        return f"(on a {self.n_working}-vertex working mesh)" if self.plan is not None else ""
 
 
 def model_feature(checkpoint_path: str | os.PathLike, layer: int, run: ModelOnMesh | None = None) -> Feature:

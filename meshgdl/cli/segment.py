@@ -12,6 +12,13 @@ by ``meshgdl train``. Writes, all or nothing:
 
 Prints a per-label summary (vertex count, area share) on stdout, ``--format json``
 for scripts; progress (load, preprocess, predict, transfer, write) on stderr.
+
+With ``--animation CACHE`` (a ``.pc2`` / ``.mdd`` point cache of MESH's vertices, or
+MESH a folder of frame meshes with one connectivity) every frame is segmented on its
+own geometry (:func:`meshgdl.animation_segmentation.segment_animation`):
+``OUT.frame_labels.npy`` holds the ``(T, n)`` per-frame labels, and ``OUT.ply`` and the
+label files the sequence labelling (probabilities averaged over the frames) on MESH;
+the summary adds the temporal consistency and the time per frame.
 """
 
 from __future__ import annotations
@@ -47,6 +54,14 @@ def register(subparsers) -> None:
                    help="working resolution in vertices (default: the model's, else 2500)")
     p.add_argument("--smooth", type=int, default=None, metavar="ITERS",
                    help="rounds of neighbour majority vote on the input mesh (default: the model's, else 2; 0 = off)")
+    p.add_argument("--animation", metavar="CACHE", nargs="?", const="",
+                   help="segment every frame of an animation: a .pc2 or .mdd point cache of MESH's vertices "
+                   "(or give no CACHE when MESH is a folder of frame meshes); writes OUT.frame_labels.npy "
+                   "(T x n per-frame labels) and labels MESH by the frame-averaged probabilities")
+    p.add_argument("--frames", metavar="START:STOP[:STEP]",
+                   help="with --animation: only these frames (Python slice, e.g. 0:40 or ::2)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --animation: frames in N processes (default: one per core, at most 8)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="summary format on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no notes on stderr")
     p.set_defaults(func=run)
@@ -91,7 +106,28 @@ class _Stages:
             self.bar.close()
 
 
+def _frame_slice(spec: str, n_frames: int) -> range:
+    parts = spec.split(":")
+    try:
+        if len(parts) == 1:
+            k = int(parts[0])
+            return range(n_frames)[k:k + 1] if k != -1 else range(n_frames)[-1:]
+        if len(parts) > 3:
+            raise ValueError
+        sl = slice(*[int(x) if x.strip() else None for x in parts])
+        frames = range(n_frames)[sl]
+    except ValueError:
+        raise UsageError(f"--frames {spec!r}: expected START:STOP[:STEP] (integers)") from None
+    if len(frames) == 0:
+        raise UsageError(f"--frames {spec!r} selects none of the {n_frames} frames")
+    return frames
+
+
 def run(args) -> int:
+    if args.animation is not None:
+        return _run_animation(args)
+    if args.frames is not None or args.workers is not None:
+        raise UsageError("--frames and --workers go with --animation")
     from meshgdl.api import segment
     from meshgdl.segmentation import default_output, output_paths, write_segmentation
 
@@ -145,6 +181,97 @@ def run(args) -> int:
         if seg.working.n_dropped_components:
             notes.append(f"{seg.working.n_dropped_components} small component(s) labelled from the nearest "
                          "surface only")
+        if notes:
+            print(f"meshgdl: note: {mesh_path}: {'; '.join(notes)}", file=sys.stderr)
+    return 0
+
+
+def _run_animation(args) -> int:
+    import numpy as np
+
+    from meshgdl.animation_segmentation import segment_animation
+    from meshgdl.api import _raw_faces
+    from meshgdl.cli._common import status
+    from meshgdl.io import load_animation
+    from meshgdl.segmentation import default_output, load_segmenter, output_paths, write_segmentation
+
+    mesh_path = Path(args.mesh)
+    if args.working_vertices is not None and args.working_vertices < 16:
+        raise UsageError(f"--working-vertices must be at least 16, got {args.working_vertices}")
+    if args.smooth is not None and args.smooth < 0:
+        raise UsageError(f"--smooth must be >= 0, got {args.smooth}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if not args.animation and not mesh_path.is_dir():
+        raise UsageError("--animation needs a point cache (.pc2 or .mdd) unless MESH is a folder of frame meshes")
+    out = output_path(args.output, (".ply",)) if args.output else \
+        default_output(mesh_path if not mesh_path.is_dir() else mesh_path / f"{mesh_path.name}.ply")
+    paths = output_paths(out, frames=True)
+    for p in paths.values():
+        for src in (mesh_path, Path(args.animation or mesh_path)):
+            if src.exists() and p.exists() and p.resolve() == src.resolve():
+                raise UsageError(f"{p}: refusing to overwrite an input; choose another -o")
+
+    t_start = time.perf_counter()
+    with status(f"loading {args.mesh}"):
+        anim = load_animation(mesh_path, args.animation or None)
+    frames = _frame_slice(args.frames, anim.n_frames) if args.frames else None
+    segmenter = load_segmenter(args.model, device=args.device, working_vertices=args.working_vertices)
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(frames) if frames is not None else anim.n_frames, file=sys.stderr, leave=False,
+                   dynamic_ncols=True, desc="meshgdl segment: frames", unit="frame")
+    try:
+        res = segment_animation(anim, segmenter, frames=frames, smooth_iterations=args.smooth, workers=args.workers,
+                                progress=(lambda d, n: bar.update(1)) if bar is not None else None,
+                                raw_faces=_raw_faces(anim.rest))
+    finally:
+        if bar is not None:
+            bar.close()
+    written = write_segmentation(res.sequence, anim.rest, out, frame_labels=res.frame_labels)
+    wall = time.perf_counter() - t_start
+    seg, mesh = res.sequence, anim.rest
+    rows = seg.summary(mesh)
+    c = res.consistency
+    n_fr = len(res.frames)
+    if args.format == "json":
+        doc = {
+            "input": str(mesh_path),
+            "animation": str(args.animation) if args.animation else str(mesh_path),
+            "outputs": {k: str(v) for k, v in written.items()},
+            "n_vertices": mesh.n_orig_vertices,
+            "n_faces": mesh.n_orig_faces,
+            "frames": n_fr,
+            "model": {"path": segmenter.path, "trained_on": segmenter.info.get("trained_on"),
+                      "class_names": segmenter.class_names},
+            "working_mesh": {"vertices": res.sequence.working.V.shape[0], "faces": int(len(seg.working.F)),
+                             "method": seg.working.method},
+            "labels": rows,
+            "temporal_consistency": c,
+            "seconds": {"total": round(wall, 4), "per_frame": round(wall / n_fr, 4),
+                        "frames": round(res.seconds["frames"], 4), "plan": round(res.seconds["plan"], 4),
+                        "frame_median_in_worker": round(float(np.median(res.frame_seconds)), 4)},
+            "workers": res.workers,
+            "notes": list(mesh.warnings) + list(getattr(anim, "warnings", [])),
+        }
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        width = max([len(r["name"]) for r in rows] + [5])
+        lines = [f"{'label':>5}  {'name':<{width}}  {'vertices':>9}  {'area':>6}   (sequence labelling: "
+                 f"probabilities averaged over {n_fr} frames)"]
+        for r in rows:
+            lines.append(f"{r['label']:>5}  {r['name']:<{width}}  {r['vertices']:>9}  {100 * r['area_share']:>5.1f}%")
+        lines.append(f"per-frame labels: {100 * c['majority_agreement']:.2f} % of (vertex, frame) labels equal the "
+                     f"vertex's majority, {100 * c['never_changing']:.2f} % of vertices never change")
+        lines.append(f"{n_fr} frames in {wall:.1f} s ({wall / n_fr:.3f} s per frame, {res.workers} worker"
+                     f"{'s' if res.workers != 1 else ''})")
+        lines.append(f"wrote {written['ply']}, {written['vertex_labels'].name}, {written['face_labels'].name}, "
+                     f"{written['frame_labels'].name}")
+        sys.stdout.write("\n".join(lines) + "\n")
+    if not args.quiet:
+        notes = list(mesh.warnings) + list(getattr(anim, "warnings", []))
         if notes:
             print(f"meshgdl: note: {mesh_path}: {'; '.join(notes)}", file=sys.stderr)
     return 0

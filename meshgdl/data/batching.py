@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from meshgdl.data.hierarchy import Hierarchy, build_hierarchy
+from meshgdl.data.hierarchy import Hierarchy, HierarchyReplay, attach_hierarchy, build_hierarchy
 from meshgdl.errors import MeshError
 from meshgdl.geometry.normals import face_areas
 from meshgdl.geometry.validation import check_arrays
@@ -208,7 +208,15 @@ class Batch:
         )
 
 
-def prepare(V: np.ndarray, F: np.ndarray, config: Any, cache_dir=None) -> Sample:
+def _unit_area(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+    area = float(face_areas(V, F).sum())
+    if not (np.isfinite(area) and area > 0):
+        raise MeshError("the mesh has no surface area (all faces are degenerate)")
+    return V / np.sqrt(area)
+
+
+def prepare(V: np.ndarray, F: np.ndarray, config: Any, cache_dir=None,
+            replay: HierarchyReplay | None = None) -> Sample:
     """Compute (or load from ``cache_dir``) the geometry a model with ``config`` needs.
 
     V: (n, 3) float64, F: (m, 3) int64 (bad arrays raise MeshError). ``config``: a
@@ -216,15 +224,14 @@ def prepare(V: np.ndarray, F: np.ndarray, config: Any, cache_dir=None) -> Sample
     :class:`GeometryConfig` fields.
     With ``unit_area`` the mesh is first scaled to total area 1: the decimator behind
     the hierarchy has absolute thresholds, so only then is the whole sample (hence
-    the model) independent of the mesh's units.
+    the model) independent of the mesh's units. ``replay``: the coarse levels of
+    another pose of the same connectivity (:func:`attach_sample`), moved with ``V``,
+    instead of a new decimation.
     """
     config = GeometryConfig.of(config)
     V, F = check_arrays(V, F)
     if config.unit_area:
-        area = float(face_areas(V, F).sum())
-        if not (np.isfinite(area) and area > 0):
-            raise MeshError("the mesh has no surface area (all faces are degenerate)")
-        V = V / np.sqrt(area)
+        V = _unit_area(V, F)
     if config.uses_hierarchy:
         h = build_hierarchy(
             V,
@@ -235,12 +242,27 @@ def prepare(V: np.ndarray, F: np.ndarray, config: Any, cache_dir=None) -> Sample
             n_hks=config.n_hks,
             n_wks=config.n_wks,
             laplacian=config.laplacian,
-            cache_dir=cache_dir,
+            cache_dir=None if replay is not None else cache_dir,
+            replay=replay,
         )
         return Sample(ops=h.levels[0], coarse=list(h.levels[1:]), pools=list(h.pools))
     ops = compute_operators(V, F, k_eig=config.k_eig, n_hks=config.n_hks, n_wks=config.n_wks,
                             laplacian=config.laplacian, cache_dir=cache_dir)
     return Sample(ops=ops)
+
+
+def attach_sample(V: np.ndarray, F: np.ndarray, config: Any) -> HierarchyReplay | None:
+    """What :func:`prepare` decimates for the rest pose ``(V, F)``, tied to the surface
+    (:func:`meshgdl.data.hierarchy.attach_hierarchy`), so ``prepare(V_t, F, config,
+    replay=...)`` gives every pose the same coarse levels; None for models without a
+    hierarchy."""
+    config = GeometryConfig.of(config)
+    if not config.uses_hierarchy:
+        return None
+    V, F = check_arrays(V, F)
+    if config.unit_area:
+        V = _unit_area(V, F)
+    return attach_hierarchy(V, F, ratios=config.ratios)
 
 
 def _relative_lengths(lv: TorchOperators) -> torch.Tensor:
@@ -291,6 +313,7 @@ __all__ = [
     "Sample",
     "Batch",
     "prepare",
+    "attach_sample",
     "collate_samples",
     "TorchPoolMap",
     "TorchHierarchy",

@@ -10,6 +10,14 @@ Parents come from :func:`meshgdl.geometry.remesh.decimate` (edge-collapse replay
 canonical vertex order); transport angles from
 :func:`meshgdl.geometry.gauges.transport_angles` (exact gauge law, see there).
 
+Fixed connectivity
+------------------
+A mesh that moves with fixed connectivity (an animation) can keep one hierarchy for
+all its poses: :func:`attach_hierarchy` decimates the rest pose once and ties every
+coarse vertex to its closest point of the next finer level (face + barycentric
+coordinates), and ``build_hierarchy(..., replay=...)`` rebuilds the same coarse
+triangulations and parents from any pose's positions.
+
 Caching
 -------
 With ``cache_dir`` the coarse meshes and parents are stored in one ``.npz`` keyed
@@ -95,6 +103,64 @@ class Hierarchy:
         return TorchHierarchy(levels=levels, pools=pools)
 
 
+@dataclass
+class HierarchyReplay:
+    """The coarse levels of one mesh's hierarchy, replayable on any pose.
+
+    ``W[l]``: sparse ``(n_{l+1}, n_l)`` map from level ``l``'s vertex positions to level
+    ``l + 1``'s; ``F[l]``: level ``l + 1``'s triangles; ``parent[l]``: level ``l``'s
+    vertices -> level ``l + 1``'s, as :class:`PoolMap` holds them.
+    """
+
+    W: list
+    F: list
+    parent: list
+
+    def meshes(self, V: np.ndarray, F: np.ndarray) -> list[tuple]:
+        """``[(V_l, F_l, parent_l or None)]`` for level 0 = ``(V, F)`` and every coarse level."""
+        out = [(V, F, None)]
+        for W, Fc, par in zip(self.W, self.F, self.parent):
+            if W.shape[1] != len(out[-1][0]):
+                raise ValueError(f"the hierarchy replay expects {W.shape[1]} vertices, got {len(out[-1][0])}")
+            out.append((W @ out[-1][0], Fc, par))
+        return out
+
+
+def _decimate_levels(V, F, ratios, parent) -> list[tuple]:
+    meshes = [(V, F, None)]
+    for r in ratios[1:]:
+        Vf, Ff, _ = meshes[-1]
+        Vc, Fc, par = decimate(Vf, Ff, int(np.ceil(r * len(V))), parent=parent)
+        meshes.append((Vc, Fc, par))
+    return meshes
+
+
+def attach_hierarchy(
+    V: np.ndarray,
+    F: np.ndarray,
+    *,
+    ratios: Sequence[float] = (1.0, 0.25, 0.0625),
+    parent: str = "collapse",
+) -> HierarchyReplay:
+    """Decimate the rest pose ``(V (n, 3), F (m, 3))`` as :func:`build_hierarchy` does and tie
+    each coarse vertex to its closest point of the finer level, so
+    ``build_hierarchy(V_t, F, replay=...)`` gives every pose ``V_t`` the same coarse
+    triangles and parents. Coarse vertices that the decimator put off the finer surface
+    are moved onto it."""
+    from meshgdl.geometry.proximity import barycentric_matrix, project_to_surface
+
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    F = np.ascontiguousarray(F, dtype=np.int64)
+    meshes = _decimate_levels(V, F, [float(r) for r in ratios], parent)
+    Ws, Fs, pars = [], [], []
+    for (Vf, Ff, _), (Vc, Fc, par) in zip(meshes[:-1], meshes[1:]):
+        face, bary, _ = project_to_surface(Vc, Vf, Ff)
+        Ws.append(barycentric_matrix(Ff, face, bary, len(Vf)))
+        Fs.append(Fc)
+        pars.append(par)
+    return HierarchyReplay(W=Ws, F=Fs, parent=pars)
+
+
 # --------------------------------------------------------------------------- build
 
 
@@ -123,6 +189,7 @@ def build_hierarchy(
     laplacian: str = "auto",
     parent: str = "collapse",
     cache_dir: str | os.PathLike | None = None,
+    replay: HierarchyReplay | None = None,
 ) -> Hierarchy:
     """Decimate ``(V, F)`` into ``len(ratios)`` levels and compute every level's operators.
 
@@ -132,7 +199,9 @@ def build_hierarchy(
     only need the fine spectrum; coarse ones get a cheap basis for their HKS).
     ``n_wks`` WKS energies on level 0 only (0: none; networks read input features there).
     ``parent``: ``"collapse" | "nearest"`` (:func:`meshgdl.geometry.remesh.decimate`). Raises MeshError if a
-    level would be too small.
+    level would be too small. ``replay`` (from :func:`attach_hierarchy` on another pose of
+    the same connectivity, with ``len(ratios) - 1`` levels): the coarse levels are that
+    replay's, moved with ``V``, instead of a new decimation (the mesh cache is not used).
     """
     V = np.ascontiguousarray(V, dtype=np.float64)
     F = np.ascontiguousarray(F, dtype=np.int64)
@@ -152,15 +221,15 @@ def build_hierarchy(
     }
     meshes = None
     path = None
-    if cache_dir is not None and len(ratios) > 1:
+    if replay is not None:
+        if len(replay.W) != len(ratios) - 1:
+            raise ValueError(f"the hierarchy replay has {len(replay.W) + 1} levels, ratios ask for {len(ratios)}")
+        meshes = replay.meshes(V, F)
+    elif cache_dir is not None and len(ratios) > 1:
         path = Path(cache_dir) / f"hier-{operator_key(V, F, params)}.npz"
         meshes = _load_meshes(path, V, F, params, path.stem[len("hier-"):])
     if meshes is None:
-        meshes = [(V, F, None)]
-        for r in ratios[1:]:
-            Vf, Ff, _ = meshes[-1]
-            Vc, Fc, par = decimate(Vf, Ff, int(np.ceil(r * len(V))), parent=parent)
-            meshes.append((Vc, Fc, par))
+        meshes = _decimate_levels(V, F, ratios, parent)
         if path is not None:
             _save_meshes(path, meshes, params, path.stem[len("hier-"):])
     levels = []

@@ -10,6 +10,13 @@ aside; the rest is centred on its area-weighted centroid and scaled to total are
 decimation (:func:`meshgdl.geometry.remesh.decimate`, canonical vertex order) when
 too fine, Loop subdivision (midpoint subdivision for non-manifold meshes) and then
 decimation when too coarse, untouched when already within ``[0.6, 1.25] * n_target``.
+
+A mesh that moves with fixed connectivity (an animation) gets one working mesh for all
+its poses: :func:`attach_working_mesh` ties the working vertices of the rest pose to
+the input surface (a face and barycentric coordinates each, or the centre of a filled
+hole), and :meth:`WorkingMeshReplay.apply` rebuilds the same triangulation from any
+pose's positions -- every frame is then seen through the same triangles, not through a
+decimation that changes from frame to frame.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class WorkingMesh:
     method: str
     n_components: int = 1
     n_dropped_components: int = 0
+    #: The last ``n_filled`` vertices are the centres of filled holes (``fill=True``).
+    n_filled: int = 0
 
     def normalize(self, X: np.ndarray) -> np.ndarray:
         """Input coordinates (k, 3) -> working-mesh coordinates."""
@@ -113,11 +122,7 @@ def working_mesh(
     remap[idx] = np.arange(len(idx))
     fkeep = kept[F[:, 0]]
     Vk, Fk = V[idx], remap[F[fkeep]]
-    fk = fa[fkeep]
-    a_k = float(fk.sum())
-    centroids = (Vk[Fk[:, 0]] + Vk[Fk[:, 1]] + Vk[Fk[:, 2]]) / 3.0
-    center = (fk[:, None] * centroids).sum(0) / a_k
-    scale = math.sqrt(area / a_k)
+    center, scale = _normalization(Vk, Fk, fa[fkeep], area)
     Vk = (Vk - center) * scale
 
     lo, hi = keep_range
@@ -138,92 +143,104 @@ def working_mesh(
                                      min_component_share)
     if not keep_w.all():
         clean = Mesh.from_arrays(clean.V, clean.F[keep_w[clean.F[:, 0]]], name="working mesh")
+    n_filled = 0
     if fill:
         # Models are trained on closed surfaces; a scan's holes open Neumann boundaries
         # that change the spectrum (HKS) near them and split the coarse levels.
         Vf, Ff = fill_holes(clean.V, clean.F)
         if len(Ff) > clean.n_faces:
+            n_before = clean.n_vertices
             clean = Mesh.from_arrays(Vf, Ff, name="working mesh")
+            n_filled = clean.n_vertices - n_before
     if clean.n_vertices < 4:
         raise MeshError(f"the working mesh has only {clean.n_vertices} vertices")
     return WorkingMesh(V=clean.V, F=clean.F, center=center, scale=scale, kept=kept, method=method,
-                       n_components=n_real, n_dropped_components=n_dropped)
+                       n_components=n_real, n_dropped_components=n_dropped, n_filled=n_filled)
 
 
-# ----------------------------------------------------------------------------- deforming input
+def _normalization(V: np.ndarray, F: np.ndarray, fa: np.ndarray, area: float) -> tuple[np.ndarray, float]:
+    """``(center (3,), scale)`` putting the surface ``(V, F)`` (face areas ``fa``) at its
+    area-weighted centroid with total area ``area``."""
+    a = float(fa.sum())
+    centroids = (V[F[:, 0]] + V[F[:, 1]] + V[F[:, 2]]) / 3.0
+    return (fa[:, None] * centroids).sum(0) / a, math.sqrt(area / a)
 
 
 @dataclass
-class AttachedWorkingMesh:
-    """A working mesh fixed to the surface of an input mesh, so it follows that mesh
-    through a deformation that keeps its connectivity (an animation's frames).
+class WorkingMeshReplay:
+    """One working mesh for every pose of a mesh with fixed connectivity.
 
-    Built once on the rest shape (:func:`attach_working_mesh`): each working vertex is
-    a point ``(face, bary)`` of the input surface and each input vertex a point
-    ``(back_face, back_bary)`` of the working surface. On any frame ``V (n, 3)`` of the
-    input, :meth:`positions` gives the working vertices (same ``F`` every frame) and
-    :meth:`to_input` brings per-working-vertex values back to the input's vertices
-    through the rest correspondence -- one decimation for the whole sequence, and a
-    surface point keeps its working-mesh neighbours in every frame.
+    ``F (l, 3) int64``: the working triangles; ``W``: sparse ``(k, n)`` map from the input
+    mesh's vertex positions (n, 3) to the working vertices (k, 3) before normalisation;
+    ``input_F (m, 3)``, ``kept (n,) bool``, ``area``: what the per-pose normalisation
+    needs (the kept components' area-weighted centroid and total area, as in
+    :func:`working_mesh`). ``method``, ``n_components``, ``n_dropped_components``: those
+    of the rest pose's working mesh.
     """
 
-    F: np.ndarray  # (l, 3) int64 working triangles (holes filled when ``fill``)
-    input_F: np.ndarray  # (m, 3) int64 the input's triangles
-    face: np.ndarray  # (k0,) int64 input triangle of each working vertex (before filling)
-    bary: np.ndarray  # (k0, 3) float64 its barycentric coordinates there
-    back_face: np.ndarray  # (n,) int64 working triangle of each input vertex
-    back_bary: np.ndarray  # (n, 3) float64
-    center: np.ndarray
-    scale: float
-    fill: bool = False  # close the holes again on every frame (fan around each loop's centroid)
-    n_open_faces: int = 0  # working triangles before filling (the first ones of ``F``)
+    F: np.ndarray
+    W: object
+    input_F: np.ndarray
+    kept: np.ndarray
+    area: float
+    method: str
+    n_components: int = 1
+    n_dropped_components: int = 0
 
-    def positions(self, V: np.ndarray) -> np.ndarray:
-        """Working vertices ``(k, 3) float64`` on the input frame ``V (n, 3)``, in the rest
-        shape's normalised coordinates (``(X - center) * scale``)."""
-        from meshgdl.geometry.proximity import interpolate
-        from meshgdl.geometry.remesh import fill_holes
+    @property
+    def n_vertices(self) -> int:
+        return int(self.W.shape[0])
 
-        W = interpolate((np.asarray(V, np.float64) - self.center) * self.scale, self.input_F, self.face, self.bary)
-        if self.fill:
-            W, F = fill_holes(W, self.F[: self.n_open_faces])
-            if len(F) != len(self.F):
-                raise MeshError("the working mesh's holes changed between frames")
-        return W
-
-    def to_input(self, values: np.ndarray) -> np.ndarray:
-        """Per-working-vertex ``values (k,) or (k, C)`` -> ``(n,) or (n, C)`` on the input's vertices."""
-        from meshgdl.geometry.proximity import interpolate
-
-        v = np.asarray(values)
-        out = interpolate(v.reshape(len(v), -1), self.F, self.back_face, self.back_bary)
-        return out.reshape((-1,) + v.shape[1:])
+    def apply(self, V: np.ndarray) -> WorkingMesh:
+        """The working mesh of the pose ``V (n, 3) float64`` (the input's vertices, same
+        connectivity as the rest pose): same triangles, vertices at ``W @ V``, centred
+        and scaled from this pose's own surface."""
+        V = np.asarray(V, dtype=np.float64)
+        if V.shape != (self.W.shape[1], 3):
+            raise MeshError(f"positions of shape {V.shape} do not fit the working mesh's input of "
+                            f"{self.W.shape[1]} vertices")
+        fkeep = self.kept[self.input_F[:, 0]]
+        Fk = self.input_F[fkeep]
+        fa = _check_area(V, Fk)
+        center, scale = _normalization(V, Fk, fa, self.area)
+        return WorkingMesh(V=(self.W @ V - center) * scale, F=self.F, center=center, scale=scale,
+                           kept=self.kept, method=self.method, n_components=self.n_components,
+                           n_dropped_components=self.n_dropped_components)
 
 
-def attach_working_mesh(V: np.ndarray, F: np.ndarray, n_target: int = DEFAULT_WORKING_VERTICES, *,
-                        area: float = 1.0, fill: bool = False) -> AttachedWorkingMesh:
-    """:func:`working_mesh` of the rest shape ``V (n, 3), F (m, 3)``, its vertices
-    projected onto the input surface (decimation moves them slightly off it) and
-    recorded as surface points, and every input vertex projected back onto the
-    working surface (:func:`meshgdl.geometry.proximity.project_to_surface`, normals
-    respected as in ``meshgdl segment``). Frame-by-frame use: :class:`AttachedWorkingMesh`."""
-    from meshgdl.geometry.normals import vertex_normals
-    from meshgdl.geometry.proximity import interpolate, project_to_surface
-    from meshgdl.geometry.remesh import fill_holes
+def attach_working_mesh(wm: WorkingMesh, V: np.ndarray, F: np.ndarray, area: float) -> WorkingMeshReplay:
+    """Tie the working mesh ``wm`` of the surface ``(V (n, 3), F (m, 3))`` (its rest pose,
+    as given to :func:`working_mesh` with total area ``area``) to that surface, so
+    :meth:`WorkingMeshReplay.apply` rebuilds it for any other pose.
 
-    V = np.ascontiguousarray(V, dtype=np.float64)
-    F = np.ascontiguousarray(F, dtype=np.int64)
-    wm = working_mesh(V, F, n_target, area=area, fill=False)
-    Vn = wm.normalize(V)
-    face, bary, _ = project_to_surface(wm.V, Vn, F)
-    W = interpolate(Vn, F, face, bary)
-    Fw = wm.F
-    if fill:
-        W, Fw = fill_holes(W, wm.F)
-    back_face, back_bary, _ = project_to_surface(Vn, W, Fw, normals=vertex_normals(V, F))
-    return AttachedWorkingMesh(F=Fw, input_F=F, face=face, bary=bary, back_face=back_face, back_bary=back_bary,
-                               center=wm.center, scale=wm.scale, fill=fill, n_open_faces=len(wm.F))
+    Each working vertex is attached to its closest point of the kept input surface (a
+    decimated vertex sits a little off the input surface; it is moved onto it), each
+    filled hole's centre to the mean of its rim.
+    """
+    from meshgdl.geometry.proximity import barycentric_matrix, project_to_surface
+
+    V = np.asarray(V, dtype=np.float64)
+    F = np.asarray(F, dtype=np.int64)
+    n_surf = len(wm.V) - wm.n_filled
+    Fk = F[wm.kept[F[:, 0]]]
+    face, bary, _ = project_to_surface(wm.V[:n_surf], wm.normalize(V), Fk)
+    W = barycentric_matrix(Fk, face, bary, len(V))
+    if wm.n_filled:
+        # fill_holes puts each centre at the mean of its rim, the centre's only neighbours
+        import scipy.sparse as sp
+
+        fan = wm.F[wm.F.max(axis=1) >= n_surf]
+        on_rim = fan < n_surf
+        cid = np.repeat(fan.max(axis=1) - n_surf, 2)
+        P = sp.csr_matrix((np.ones(len(cid)), (cid, fan[on_rim])), shape=(wm.n_filled, n_surf))
+        P = sp.diags(1.0 / np.asarray(P.sum(axis=1)).ravel()) @ P
+        W = sp.vstack([W, P @ W]).tocsr()
+    return WorkingMeshReplay(F=wm.F, W=W, input_F=F, kept=wm.kept, area=float(area), method=wm.method,
+                             n_components=wm.n_components, n_dropped_components=wm.n_dropped_components)
 
 
-__all__ = ["DEFAULT_WORKING_VERTICES", "WorkingMesh", "working_mesh", "check_surface_area",
-           "AttachedWorkingMesh", "attach_working_mesh"]
+# ----------------------------------------------------------------------------- model
+
+
+__all__ = ["DEFAULT_WORKING_VERTICES", "WorkingMesh", "WorkingMeshReplay", "working_mesh", "attach_working_mesh",
+           "check_surface_area"]

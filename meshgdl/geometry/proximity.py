@@ -169,4 +169,19 @@ def interpolate(values: np.ndarray, F: np.ndarray, face: np.ndarray, bary: np.nd
     return out
 
 
-__all__ = ["closest_point_barycentric", "vertex_face_table", "project_to_surface", "interpolate"]
+def barycentric_matrix(F: np.ndarray, face: np.ndarray, bary: np.ndarray, n: int):
+    """The sparse ``(N, n)`` csr matrix ``B`` with ``B @ values == interpolate(values, F,
+    face, bary)`` for per-vertex values of an ``n``-vertex surface: the linear map from
+    a surface's vertex positions to points attached to it (face, barycentric), so the
+    points can follow the surface through any motion of its vertices."""
+    import scipy.sparse as sp
+
+    face = np.asarray(face, dtype=np.int64)
+    bary = np.asarray(bary, dtype=np.float64)
+    N = len(face)
+    return sp.csr_matrix((bary.ravel(), (np.repeat(np.arange(N), 3), np.asarray(F)[face].ravel())),
+                         shape=(N, int(n)))
+
+
+__all__ = ["closest_point_barycentric", "vertex_face_table", "project_to_surface", "interpolate",
+           "barycentric_matrix"]

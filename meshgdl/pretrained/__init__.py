@@ -144,15 +144,16 @@ class LoadedModel:
     def n_classes(self) -> int:
         return int(self.config.n_classes)
 
-    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None) -> np.ndarray:
+    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None, replay=None) -> np.ndarray:
         """Class probabilities of the network on one mesh ``V (k, 3) float64, F (l, 3)
-        int64`` (its geometry computed by :func:`meshgdl.data.batching.prepare`): ``(k, C)
-        float64`` per vertex for segmentation, ``(C,)`` for classification; rows sum to 1."""
+        int64`` (its geometry computed by :func:`meshgdl.data.batching.prepare`, with the
+        coarse levels of ``replay`` if given): ``(k, C) float64`` per vertex for
+        segmentation, ``(C,)`` for classification; rows sum to 1."""
         import torch
 
         from meshgdl.data.batching import collate_samples, prepare
 
-        sample = prepare(V, F, self.config, cache_dir=cache_dir)
+        sample = prepare(V, F, self.config, cache_dir=cache_dir, replay=replay)
         with torch.no_grad():
             batch = collate_samples([sample], device=self.device, dtype=torch.float32)
             probs = torch.softmax(self.model(batch).double(), dim=-1).cpu().numpy()

@@ -133,6 +133,38 @@ def task_metrics(task: str, cm: np.ndarray, class_names: list[str] | None = None
     raise ValueError(f"unknown task {task!r}; expected 'segmentation' or 'classification'")
 
 
+def temporal_consistency(frame_labels, ignore_index: int = IGNORE_INDEX) -> dict:
+    """How steady per-frame labels ``(T, n)`` of one deforming mesh are.
+
+    * ``majority_agreement``: share of (vertex, frame) labels equal to that vertex's
+      most frequent label over the frames (ties: the smallest label);
+    * ``never_changing``: share of vertices with one label in every frame;
+    * ``flips_per_frame``: mean share of vertices whose label differs from the previous
+      frame's (0 for a single frame).
+
+    Vertices labelled ``ignore_index`` in any frame are left out.
+    """
+    L = np.asarray(frame_labels)
+    if L.ndim != 2 or L.shape[0] == 0:
+        raise ValueError(f"frame_labels must have shape (T >= 1, n), got {L.shape}")
+    L = L[:, ~np.any(L == ignore_index, axis=0)].astype(np.int64)
+    T, n = L.shape
+    if n == 0:
+        return {"frames": int(T), "vertices": 0, "majority_agreement": float("nan"),
+                "never_changing": float("nan"), "flips_per_frame": float("nan")}
+    k = int(L.max()) + 1
+    counts = np.zeros((n, k), dtype=np.int64)
+    np.add.at(counts, (np.broadcast_to(np.arange(n), L.shape).ravel(), L.ravel()), 1)
+    majority = counts.argmax(axis=1)
+    return {
+        "frames": int(T),
+        "vertices": int(n),
+        "majority_agreement": float((L == majority).mean()),
+        "never_changing": float((L == L[0]).all(axis=0).mean()),
+        "flips_per_frame": float((L[1:] != L[:-1]).mean()) if T > 1 else 0.0,
+    }
+
+
 def _as_numpy(a) -> np.ndarray:
     if hasattr(a, "detach"):
         return a.detach().cpu().numpy()

@@ -13,6 +13,11 @@ contraction once more (features only: its other operand is constant geometry) an
 GEMM twice (input and weight gradients): fwd+bwd = 2 * fwd + GEMM FLOPs. The dense
 reference is ``torch.mm`` of the same total size, ``(N x K) @ (K x d_out)`` with ``K`` the
 layer's total GEMM depth, and a 2048^3 square product, timed in the same run.
+
+Timing and memory come from ``tools/bench/measure.py``: interleaved rounds after 2
+warm-up rounds; peak memory is :func:`measure.peak_memory` (CPU: torch's allocation
+records replayed at their own timestamps; CUDA: the allocator's peak), in bytes above
+what existed before the pass. ``--json FILE`` writes every figure with the environment.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 import time
 
@@ -33,9 +37,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, HERE)
+
+import measure  # noqa: E402
 
 from meshgdl.nn.gem_conv import GEMConv  # noqa: E402
 from meshgdl.nn.irreps import Irreps  # noqa: E402
@@ -58,54 +66,6 @@ def mesh_geometry(subdiv: int, random_geometry: bool, seed: int = 0):
     tr = (torch.rand(E, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
     r = torch.rand(E, generator=g, dtype=torch.float64) * 0.02
     return len(V), [torch.as_tensor(e.T.copy()), theta, tr, r], "random theta/g/r"
-
-
-def peak_memory(fn, device: torch.device) -> int:
-    """Peak bytes allocated while ``fn()`` runs, above what was allocated before it.
-
-    CUDA: the caching allocator's peak statistic. CPU: replay the profiler's allocation
-    and free events in time order (op-attributed allocations counted at the op's start).
-    """
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - start
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    timeline = []
-    for e in prof.events():
-        m = e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
-        if m:
-            timeline.append((e.time_range.start, m))
-    cur = peak = 0
-    for _, m in sorted(timeline):
-        cur += m
-        peak = max(peak, cur)
-    return peak
-
-
-def interleaved_times(fns: dict, device, rounds: int, warmup: int = 2) -> dict:
-    """Time every function once per round, round after round, so that all of them see the
-    same machine load (the project machine is shared); returns the per-round times."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def flop_counts(conv: GEMConv, geom) -> dict:
@@ -132,6 +92,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=15, help="interleaved timing rounds")
     ap.add_argument("--random-geometry", action="store_true", help="random theta/g/r instead of compute_gauges")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--json", metavar="FILE", help="also write every figure here, with the environment")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -171,20 +132,23 @@ def main(argv=None):
     s = 2048
     A, B = torch.randn(s, s, dtype=dtype, device=device), torch.randn(s, s, dtype=dtype, device=device)
     fl_mm, fl_sq = 2 * n * K * d_out, 2 * s**3
-    times = interleaved_times(
-        {"fwd": fwd, "fwdbwd": fwdbwd, "mm": lambda: torch.mm(a, b), "sq": lambda: torch.mm(A, B)}, device, args.repeats
+    env = measure.environment()
+    timings = measure.time_calls(
+        {"fwd": fwd, "fwdbwd": fwdbwd, "mm": lambda: torch.mm(a, b), "sq": lambda: torch.mm(A, B)},
+        args.repeats, warmup=2, sync=measure.device_sync(device),
     )
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: t.median for k, t in timings.items()}
 
     def ratio(key, flops, ref_key, ref_flops):  # median over rounds of (rate / reference rate)
-        return statistics.median(flops / t / (ref_flops / r) for t, r in zip(times[key], times[ref_key]))
+        return (flops / ref_flops) * measure.median_ratio(timings[ref_key], timings[key])
 
     t_mm, t_sq = med["mm"], med["sq"]
     mm_rate, sq_rate = fl_mm / t_mm, fl_sq / t_sq
-    mem_f, mem_fb = peak_memory(fwd, device), peak_memory(fwdbwd, device)
+    mem = {"fwd": measure.peak_memory(fwd, device), "fwdbwd": measure.peak_memory(fwdbwd, device)}
 
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU, {args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(measure.environment_line(env))
     print(f"# GEMConv {conv.irreps_in} -> {conv.irreps_out} (dim {conv.irreps_in.dim} -> {d_out}), "
           f"radial={args.radial}, {args.dtype}, {name}")
     print(f"# mesh: icosphere({args.subdiv}), N={n} vertices, E={ei.shape[1]} directed edges, {kind}; "
@@ -196,13 +160,27 @@ def main(argv=None):
           f"{s}x{s} square: {sq_rate / 1e9:.1f} GFLOP/s")
     print("| pass | time (ms) | GFLOP | GFLOP/s | % of comparable mm | % of square mm | peak mem (MiB) |")
     print("|---|---|---|---|---|---|---|")
-    rows = [("forward", "fwd", fl["fwd"], mem_f), ("forward+backward", "fwdbwd", fl["fwdbwd"], mem_fb)]
-    for label, key, f, m in rows:
+    rows = [("forward", "fwd", fl["fwd"]), ("forward+backward", "fwdbwd", fl["fwdbwd"])]
+    table = []
+    for label, key, f in rows:
         t = med[key]
-        print(f"| {label} | {t * 1e3:.2f} | {f / 1e9:.3f} | {f / t / 1e9:.2f} | {100 * ratio(key, f, 'mm', fl_mm):.0f}% | "
-              f"{100 * ratio(key, f, 'sq', fl_sq):.0f}% | {m / 2**20:.1f} |")
-    print("# times and dense rates: medians over interleaved rounds; percentages: median over rounds of the ratio")
-    return rows
+        table.append({"pass": label, "median_s": t, "gflop": f / 1e9, "gflop_per_s": f / t / 1e9,
+                      "fraction_of_comparable_mm": ratio(key, f, "mm", fl_mm),
+                      "fraction_of_square_mm": ratio(key, f, "sq", fl_sq), "peak_memory": mem[key]})
+        r = table[-1]
+        print(f"| {label} | {t * 1e3:.2f} | {f / 1e9:.3f} | {f / t / 1e9:.2f} | "
+              f"{100 * r['fraction_of_comparable_mm']:.0f}% | {100 * r['fraction_of_square_mm']:.0f}% | "
+              f"{mem[key].peak_mib:.1f} |")
+    print(f"# times and dense rates: medians over {args.repeats} interleaved rounds; percentages: median over "
+          f"rounds of the ratio; load average {timings['fwd'].load_before} -> {timings['fwd'].load_after}")
+    if args.json:
+        measure.write_json(args.json, measure.record("tools/bench/conv.py", {
+            "layer": {"irreps_in": str(conv.irreps_in), "irreps_out": str(conv.irreps_out), "radial": args.radial,
+                      "dtype": args.dtype, "device": str(device), "mesh": f"icosphere({args.subdiv})",
+                      "vertices": n, "directed_edges": int(ei.shape[1]), "geometry": kind},
+            "precompute_s": t_pre, "flops": fl, "dense_mm_flops": {"comparable": fl_mm, "square": fl_sq},
+            "passes": table, "timings": timings}, args, env))
+    return table
 
 
 if __name__ == "__main__":

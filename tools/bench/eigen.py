@@ -14,17 +14,19 @@ median time of each and its ratio to the default. Settings:
 
 Meshes: "bumpy spheres" (``tools/bench/operators.py``) of the given vertex counts, or
 ``--mesh`` files; the Laplacian is ``meshgdl.geometry.laplacian.laplacian`` ("auto").
+Timing (``measure.time_calls``, interleaved, no warm-up call) and the ``--json`` record
+come from ``tools/bench/measure.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import measure  # noqa: E402
 
 
 def _kwargs(setting: str) -> dict:
@@ -44,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=128, help="number of eigenpairs")
     ap.add_argument("--settings", default="default,blas-threads=all", help="comma-separated settings")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--json", metavar="FILE", help="also write every figure here, with the environment")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -64,26 +67,32 @@ def main(argv=None) -> int:
     else:
         meshes = [(f"bumpy sphere {n}", *bumpy_sphere(int(n))) for n in args.sizes.split(",")]
     blas = [(i["internal_api"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
-    print(f"# eigenbasis k={args.k}, {os.cpu_count()} CPUs, BLAS {blas}, load average {os.getloadavg()[0]:.1f}")
+    env = measure.environment()
+    print(measure.environment_line(env))
+    print(f"# eigenbasis k={args.k}, BLAS {blas}")
     print("| mesh | vertices | setting | median time (s) | default / this | max rel. eigenvalue diff |")
     print("|---|---:|---|---:|---:|---:|")
+    rows = []
     for name, V, F in meshes:
         L, M = laplacian(V, F)
-        times = {s: [] for s in settings}
         evals = {}
-        for _ in range(args.repeats):
-            for s in settings:
-                t = time.perf_counter()
-                ev, _ = spectral.eigenbasis(L, M, args.k, **kws[s])
-                times[s].append(time.perf_counter() - t)
-                evals[s] = ev
-        base = statistics.median(times[settings[0]])
+
+        def solve(s):
+            evals[s] = spectral.eigenbasis(L, M, args.k, **kws[s])[0]
+
+        times = measure.time_calls({s: (lambda s=s: solve(s)) for s in settings}, args.repeats, warmup=0)
+        base = times[settings[0]].median
         ref = evals[settings[0]]
         nz = ref > 1e-12 * ref.max()
         for s in settings:
-            med = statistics.median(times[s])
+            med = times[s].median
             diff = float(np.max(np.abs(evals[s][nz] - ref[nz]) / ref[nz])) if nz.any() else 0.0
+            rows.append({"mesh": name, "vertices": len(V), "setting": s, "timing": times[s],
+                         "default_over_this": base / med, "max_rel_eigenvalue_diff": diff})
             print(f"| {name} | {len(V)} | {s} | {med:.2f} | {base / med:.2f}x | {diff:.1e} |", flush=True)
+    print(f"# load average {env['load_average']} -> {measure.load_average()}")
+    if args.json:
+        measure.write_json(args.json, measure.record("tools/bench/eigen.py", rows, args, env))
     return 0
 
 

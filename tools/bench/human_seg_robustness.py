@@ -22,7 +22,9 @@ is the majority of its corners -- the benchmark's metric), per-vertex accuracy, 
 **agreement** with the prediction on the original (the transformed mesh's labels
 carried back to the original vertices by closest surface point, compared vertex by
 vertex). Finally one 200k-face input is timed end to end through the CLI in a fresh
-process (``python -m meshgdl segment``, load to written files), ``--repeat`` times.
+process (``python -m meshgdl segment``, load to written files), ``--repeat`` times, with
+that process's own peak resident set. Timing, the child process and the ``--json`` record
+(machine, versions, commit, load) come from ``tools/bench/measure.py``.
 
     python tools/bench/human_seg_robustness.py [--model human_parts] [--threads 2] [--json out.json]
 """
@@ -30,18 +32,18 @@ process (``python -m meshgdl segment``, load to written files), ``--repeat`` tim
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measure  # noqa: E402
 
 SETS = ("original", "rotated", "remesh_5k", "remesh_50k", "remesh_200k", "noise", "holes", "pieces")
 TARGET_FACES = {"remesh_5k": 5_000, "remesh_50k": 50_000, "remesh_200k": 200_000}
@@ -107,19 +109,22 @@ def time_cli(V, F, model: str, threads: int, repeat: int, working_vertices: int 
 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
-    times = []
+    times, peaks = [], []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "human_200k.ply"
         save_mesh(src, V, F)
+        cmd = measure.python_command(
+            ["-m", "meshgdl", "segment", str(src), "-o", str(Path(tmp) / "out.ply"), "--model", model,
+             "--device", "cpu", "--quiet", "--format", "json"]
+            + (["--working-vertices", str(working_vertices)] if working_vertices else []))
         for _ in range(repeat):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "meshgdl", "segment", str(src), "-o", str(Path(tmp) / "out.ply"),
-                            "--model", model, "--device", "cpu", "--quiet", "--format", "json"]
-                           + (["--working-vertices", str(working_vertices)] if working_vertices else []),
-                           check=True, env=env, stdout=subprocess.DEVNULL)
-            times.append(time.perf_counter() - t0)
+            r = measure.run_process(cmd, env=env)
+            if r.returncode != 0:
+                raise RuntimeError(f"meshgdl segment failed: {r.stderr.strip()[-500:]}")
+            times.append(r.wall_s)
+            peaks.append(r.peak_rss_mib)
     return {"faces": int(len(F)), "vertices": int(len(V)), "threads": threads, "seconds": times,
-            "median_seconds": float(np.median(times))}
+            "median_seconds": float(np.median(times)), "peak_rss_mib": peaks, "load_average": measure.load_average()}
 
 
 def main(argv=None) -> int:
@@ -147,6 +152,7 @@ def main(argv=None) -> int:
     from meshgdl.train.metrics import confusion_matrix, task_metrics
 
     torch.set_num_threads(a.threads)
+    env = measure.environment()
     seg_model = load_segmenter(a.model, device="cpu", working_vertices=a.working_vertices)
     if a.fill_holes is not None:  # the pipeline reads it from the model description
         seg_model.info = dict(seg_model.info, fill_holes=a.fill_holes == "on")
@@ -166,9 +172,8 @@ def main(argv=None) -> int:
         for s in a.sets:
             Vt, Ft, n_body = transformed(s, it.V, it.F, rng)
             m = Mesh.from_arrays(Vt, Ft)
-            t0 = time.perf_counter()
-            res = segment(m, seg_model, smooth_iterations=a.smooth)
-            secs[s].append(time.perf_counter() - t0)
+            res, dt = measure.timed(segment, m, seg_model, smooth_iterations=a.smooth)
+            secs[s].append(dt)
             faces[s].append(len(m.F))
             same_vertices = s in ("original", "rotated", "noise")
             truth = it.y if same_vertices else nearest_surface_labels(m.V, it.V, it.F, it.y)
@@ -208,11 +213,10 @@ def main(argv=None) -> int:
                                         working_vertices=a.working_vertices)
         print(f"\nmeshgdl segment on a {t['faces']:,}-face test mesh (PLY, fresh process, {a.threads} threads): "
               f"median {t['median_seconds']:.2f} s over {len(t['seconds'])} runs "
-              f"({', '.join(f'{x:.2f}' for x in t['seconds'])})")
+              f"({', '.join(f'{x:.2f}' for x in t['seconds'])}), peak RSS {max(t['peak_rss_mib']):.0f} MiB")
+    print(measure.environment_line(env))
     if a.json:
-        from meshgdl.atomic import write_text_atomic
-
-        write_text_atomic(a.json, json.dumps(out, indent=1) + "\n")
+        measure.write_json(a.json, measure.record("tools/bench/human_seg_robustness.py", out, a, env))
     return 0
 
 

@@ -3,8 +3,9 @@
     python tools/bench/operators.py                          # sizes 10000,100000, k=128, 1 thread
     python tools/bench/operators.py --sizes 10000 --k 64 --threads 2 --repeats 3
 
-Pipelines, each run in a fresh subprocess so that peak memory (``ru_maxrss``, which
-also sees C/Fortran allocations that tracemalloc misses) belongs to it alone:
+Pipelines, each run in a fresh subprocess so that its peak memory belongs to it alone
+(the resident set, which also sees C/Fortran allocations that torch's and Python's
+allocators do not):
 
 * ``reference``: DiffusionNet's preprocessing, ``robust_laplacian.mesh_laplacian(V, F)``
   then ``scipy.sparse.linalg.eigsh(L, k, M=M, sigma=1e-8)`` (ARPACK, SuperLU/COLAMD).
@@ -20,9 +21,11 @@ obtuse), then displaced radially by smooth bumps plus noise. Times are wall-cloc
 seconds of the pipeline only (mesh generation and imports excluded), best of
 ``--repeats`` rounds; rounds interleave the pipelines and the speed-up is the median
 over rounds of (reference time / this time), which is robust to a shared machine's
-changing load. "peak MiB" is the subprocess's maximum resident set; "+MiB" is that peak
-minus the resident set just before the timed section. The eigenvalues of every pipeline are compared with the
-reference's (max relative difference over the non-zero ones).
+changing load. "peak MiB" is the subprocess's highest resident set during the timed
+section (``measure.rss_peak``: the high-water mark reset just before it); "+MiB" is that
+peak minus the resident set just before the timed section. The eigenvalues of every
+pipeline are compared with the reference's (max relative difference over the non-zero
+ones). Timing, memory and the ``--json`` record come from ``tools/bench/measure.py``.
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import measure  # noqa: E402  (no torch: the workers' resident sets stay their own)
 
 PIPELINES = ("reference", "ours", "ours-superlu", "bundle")
 LABELS = {"reference": "reference (robust_laplacian + eigsh)", "ours": "ours (laplacian + eigenbasis)",
@@ -64,14 +67,6 @@ def bumpy_sphere(n: int, seed: int = 0):
     bumps = 0.08 * np.sin(5 * P[:, 0] + 1) * np.cos(4 * P[:, 1]) + 0.05 * np.sin(7 * P[:, 2])
     r = 1 + bumps + rng.normal(scale=0.05 * np.sqrt(4 * np.pi / n), size=n)
     return P * r[:, None], F
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def worker(pipeline: str, n: int, k: int, seed: int, out: str) -> None:
@@ -112,16 +107,15 @@ def worker(pipeline: str, n: int, k: int, seed: int, out: str) -> None:
     if _has_cholespy():
         import cholespy  # noqa: F401
 
-    base = _rss_mib()
-    t0 = time.perf_counter()
-    evals = run()
-    dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {}
+    timing, rss = measure.rss_peak(
+        lambda: measure.time_calls({pipeline: lambda: result.update(evals=run())}, 1, warmup=0)[pipeline])
     extra = {}
     if pipeline == "ours":
         extra["cholespy"] = _has_cholespy()
-    json.dump({"time": dt, "peak_mib": peak, "base_mib": base, "evals": np.sort(evals).tolist(),
-               "n": len(V), "m": len(F), **extra}, open(out, "w"))
+    json.dump({"time": timing.seconds[0], "peak_mib": rss.peak_bytes / measure.MiB,
+               "base_mib": rss.base_bytes / measure.MiB, "rss_reset": rss.reset, "timing": timing.to_dict(),
+               "evals": np.sort(result["evals"]).tolist(), "n": len(V), "m": len(F), **extra}, open(out, "w"))
 
 
 def _has_cholespy() -> bool:
@@ -138,12 +132,11 @@ def run_one(pipeline: str, n: int, k: int, seed: int, threads: int, timeout: flo
     with tempfile.TemporaryDirectory() as td:
         out = os.path.join(td, "result.json")
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", pipeline, str(n), str(k), str(seed), out]
-        try:
-            subprocess.run(cmd, env=env, check=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        r = measure.run_process(cmd, env=env, timeout=timeout, capture=False)
+        if r.timed_out:
             return {"error": f"timed out after {timeout:.0f}s"}
-        except subprocess.CalledProcessError as e:
-            return {"error": f"exit code {e.returncode}"}
+        if r.returncode != 0:
+            return {"error": f"exit code {r.returncode}"}
         return json.load(open(out))
 
 
@@ -156,6 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES), help=f"comma-separated subset of {PIPELINES}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    ap.add_argument("--json", metavar="FILE", help="also write every figure here, with the environment")
     ap.add_argument("--worker", nargs=5, metavar=("PIPELINE", "N", "K", "SEED", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -170,21 +164,21 @@ def main(argv=None) -> int:
     for p in pipelines:
         if p not in PIPELINES:
             ap.error(f"unknown pipeline {p!r}")
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}, threads={args.threads}, k={args.k}, cholespy={_has_cholespy()}",
-          flush=True)
+    env = measure.environment()
+    print(measure.environment_line(env))
+    print(f"# threads={args.threads} per run, k={args.k}, cholespy={_has_cholespy()}", flush=True)
     rows = []
     for n in sizes:
         # Rounds interleave the pipelines (ref, ours, ..., ref, ours, ...) so that each
         # round's runs see about the same background load; per pipeline the fastest run
         # is kept, and the speed-up is the median over rounds of reference/this.
         runs = {p: [] for p in pipelines}
-        for rnd in range(args.repeats):
-            for p in pipelines:
-                r = run_one(p, n, args.k, args.seed, args.threads, args.timeout)
-                runs[p].append(r)
-                msg = f"{r['time']:.2f}s" if "time" in r else r.get("error", r.get("skipped"))
-                print(f"  n={n} round {rnd + 1} {p}: {msg}", flush=True)
+        for rnd, p in measure.schedule(pipelines, args.repeats):
+            r = run_one(p, n, args.k, args.seed, args.threads, args.timeout)
+            r["load_average"] = measure.load_average()
+            runs[p].append(r)
+            msg = f"{r['time']:.2f}s" if "time" in r else r.get("error", r.get("skipped"))
+            print(f"  n={n} round {rnd + 1} {p}: {msg}", flush=True)
         ref_runs = runs.get("reference", [])
         for p in pipelines:
             ok = [r for r in runs[p] if "time" in r]
@@ -193,9 +187,10 @@ def main(argv=None) -> int:
                 r = min(ok, key=lambda x: x["time"])
                 row.update(n=r["n"], time=r["time"], peak=max(x["peak_mib"] for x in ok),
                            extra=max(x["peak_mib"] - x["base_mib"] for x in ok))
-                ratios = [a["time"] / b["time"] for a, b in zip(ref_runs, runs[p]) if "time" in a and "time" in b]
-                if ratios:
-                    row["speedup"] = float(np.median(ratios))
+                both = [(a["time"], b["time"]) for a, b in zip(ref_runs, runs[p]) if "time" in a and "time" in b]
+                if both:
+                    row["speedup"] = measure.median_ratio(measure.Timing("reference", [a for a, _ in both]),
+                                                          measure.Timing(p, [b for _, b in both]))
                     a = np.asarray(next(x for x in ref_runs if "time" in x)["evals"])
                     b = np.asarray(r["evals"])
                     kk = min(len(a), len(b))
@@ -204,6 +199,7 @@ def main(argv=None) -> int:
             else:
                 bad = runs[p][0]
                 row["note"] = bad.get("error") or bad.get("skipped")
+            row["runs"] = [{k: v for k, v in r.items() if k != "evals"} for r in runs[p]]
             rows.append(row)
 
     print()
@@ -216,6 +212,9 @@ def main(argv=None) -> int:
         sp = f"{r['speedup']:.2f}×" if "speedup" in r else "–"
         err = f"{r['err']:.1e}" if "err" in r else "–"
         print(f"| {r['n']} | {r['pipeline']} | {r['time']:.2f} | {r['peak']:.0f} | {r['extra']:.0f} | {sp} | {err} |")
+    print(f"# load average {env['load_average']} -> {measure.load_average()}")
+    if args.json:
+        measure.write_json(args.json, measure.record("tools/bench/operators.py", rows, args, env))
     return 0
 
 

@@ -10,7 +10,10 @@ size (smooth, irregular, like a scan or a sculpt), written as binary PLY into a
 temporary folder. Each run is a fresh process -- ``python -m meshgdl segment MESH
 -o OUT.ply --format json --quiet`` -- so the time includes interpreter start-up,
 imports, model loading and writing the three output files; peak memory is the
-child's maximum resident set size. Stage times come from the command's JSON.
+child's own resident-set high-water mark (``measure.run_process``; its ``ru_maxrss``
+would start at this script's resident set, which holds the big test meshes). Stage
+times come from the command's JSON; ``--json`` writes the record of
+``tools/bench/measure.py`` (environment, commit, load).
 """
 
 from __future__ import annotations
@@ -18,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,15 +31,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Runs the CLI in-process and reports the peak RSS of that process on the last line.
-_CHILD = (
-    "import resource, sys, json\n"
-    "from meshgdl.cli import main\n"
-    "rc = main(sys.argv[1:])\n"
-    "sys.stdout.flush()\n"
-    "print(json.dumps({'rc': rc, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
-)
+import measure  # noqa: E402
 
 
 def make_meshes(sizes: list[int], folder: Path) -> dict[int, Path]:
@@ -63,22 +58,19 @@ def make_meshes(sizes: list[int], folder: Path) -> dict[int, Path]:
     return out
 
 
-def run_once(mesh: Path, out: Path, device: str, threads: int) -> dict:
+def run_once(mesh: Path, out: Path, device: str, threads: int, model: str | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     # Spinning OpenMP threads stall whenever the other core is busy (shared machine).
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    cmd = [sys.executable, "-c", _CHILD, "segment", str(mesh), "-o", str(out), "--format", "json",
-           "--quiet", "--device", device]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - t0
+    cmd = measure.python_command(["-m", "meshgdl", "segment", str(mesh), "-o", str(out), "--format", "json",
+                                  "--quiet", "--device", device] + (["--model", model] if model else []))
+    r = measure.run_process(cmd, env=env, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"segment failed on {mesh}: {r.stderr.strip()[-500:]}")
-    lines = r.stdout.strip().splitlines()
-    tail = json.loads(lines[-1])
-    doc = json.loads("\n".join(lines[:-1]))
-    return {"wall_s": wall, "peak_rss_mb": tail["maxrss_kb"] / 1024, "stages": doc["seconds"],
-            "vertices": doc["n_vertices"], "faces": doc["n_faces"], "working": doc["working_mesh"]}
+    doc = json.loads(r.stdout)
+    return {"wall_s": r.wall_s, "peak_rss_mb": r.peak_rss_mib, "stages": doc["seconds"],
+            "vertices": doc["n_vertices"], "faces": doc["n_faces"], "working": doc["working_mesh"],
+            "load_average": measure.load_average()}
 
 
 def main(argv=None) -> int:
@@ -87,8 +79,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=2, help="runs per size (median reported)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", help="shipped model name, checkpoint or run folder (default: segment's default)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     a = p.parse_args(argv)
+    env = measure.environment()
     with tempfile.TemporaryDirectory(prefix="meshgdl-bench-segment-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
@@ -96,18 +90,20 @@ def main(argv=None) -> int:
         print(f"# test meshes made in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         rows = []
         for n, mesh in meshes.items():
-            runs = [run_once(mesh, tmp / f"out_{n}.ply", a.device, a.threads) for _ in range(a.repeat)]
+            runs = [run_once(mesh, tmp / f"out_{n}.ply", a.device, a.threads, a.model) for _ in range(a.repeat)]
             wall = statistics.median(r["wall_s"] for r in runs)
             stages = {k: statistics.median(r["stages"].get(k, 0.0) for r in runs) for k in runs[0]["stages"]}
             rows.append({"faces": runs[0]["faces"], "vertices": runs[0]["vertices"], "wall_s": wall,
                          "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "stages": stages,
-                         "working_vertices": runs[0]["working"]["vertices"], "runs": [r["wall_s"] for r in runs]})
+                         "working_vertices": runs[0]["working"]["vertices"], "runs": [r["wall_s"] for r in runs],
+                         "peak_rss_runs_mb": [r["peak_rss_mb"] for r in runs],
+                         "load_average": [r["load_average"] for r in runs]})
             print(f"{rows[-1]['faces']:>8} faces  {wall:6.2f} s  {rows[-1]['peak_rss_mb']:7.0f} MiB  "
                   + "  ".join(f"{k} {v:.2f}" for k, v in stages.items()), file=sys.stderr)
-    import torch
-
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"OMP_NUM_THREADS={a.threads}, device {a.device}, torch {torch.__version__}")
+    print()
+    print(measure.environment_line(env))
+    print(f"# children: OMP_NUM_THREADS={a.threads}, device {a.device}, model {a.model or 'default'}; load average at the end "
+          f"{measure.load_average()}")
     print("| faces | vertices | end-to-end (s) | peak RSS (MiB) | load | preprocess | predict | transfer | write |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -116,7 +112,7 @@ def main(argv=None) -> int:
               + " | ".join(f"{s.get(k, float('nan')):.2f}" for k in ("load", "preprocess", "predict", "transfer", "write"))
               + " |")
     if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+        measure.write_json(a.json, measure.record("tools/bench/segment.py", rows, a, env))
     return 0
 
 

@@ -20,6 +20,11 @@ out of the training meshes (``tools/splits/shrec11_split16`` and
 ``shrec11_split10_seed{0,1,2}``, written by ``tools/make_splits.py``): split 16
 trains on 14 and validates on 2 meshes per class, split 10 on 8 and 2. The test
 meshes are only used by ``meshgdl eval --split test`` at the end.
+
+Each ``meshgdl train`` / ``meshgdl eval`` process is run by ``measure.run_process``
+(``tools/bench/measure.py``): its wall time and its own peak resident set go to
+``RUNS/<run>.process.json`` with the environment (machine, versions, commit, load);
+``table --json FILE`` writes the table's figures the same way.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ROOT / "tools" / "splits"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measure  # noqa: E402
 
 FEATURES = ["--model-option", 'in_features=["hks"]', "--model-option", "n_hks=16",
             "--model-option", "k_eig=128"]
@@ -120,8 +128,15 @@ def prepare_augmented(runs_dir: Path) -> None:
         write_text_atomic(aug / "split16" / name, "".join(f"{e}\n" for e in entries(name)))
 
 
-def _py() -> list[str]:
-    return [os.environ.get("PY", sys.executable), "-m", "meshgdl"]
+def _py(args: list[str]) -> list[str]:
+    return measure.python_command(["-m", "meshgdl", *args], python=os.environ.get("PY", sys.executable))
+
+
+def _run(cmd: list[str], env: dict, log, step: str, processes: dict) -> None:
+    r = measure.run_process(cmd, env=env, cwd=ROOT, capture=False, stdout=log, stderr=subprocess.STDOUT)
+    processes[step] = {"wall_s": r.wall_s, "peak_rss_mib": r.peak_rss_mib, "returncode": r.returncode}
+    if r.returncode != 0:
+        raise subprocess.CalledProcessError(r.returncode, cmd)
 
 
 def run_one(name: str, opts: list[str], runs_dir: Path, cache: str) -> None:
@@ -137,14 +152,20 @@ def run_one(name: str, opts: list[str], runs_dir: Path, cache: str) -> None:
     log = open(runs_dir / f"{name}.log", "a")
     from meshgdl.train.loop import run_finished
 
-    if not run_finished(rd):
-        cmd = _py() + ["train", "--out", str(rd), "--cache-dir", cache]
-        cmd += ["--resume"] if (rd / "last.safetensors").exists() else opts
-        print(f"{name}: {' '.join(cmd)}", file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    cmd = _py() + ["eval", str(rd), "--split", "test", "--device", "cpu", "--no-progress", "--cache-dir", cache,
-                   "--out", str(rd / "test.json")] + EVAL_OPTS.get(name, [])
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env0, processes = measure.environment(), {}
+    try:
+        if not run_finished(rd):
+            args = ["train", "--out", str(rd), "--cache-dir", cache]
+            args += ["--resume"] if (rd / "last.safetensors").exists() else opts
+            print(f"{name}: meshgdl {' '.join(args)}", file=sys.stderr, flush=True)
+            _run(_py(args), env, log, "train", processes)
+        args = ["eval", str(rd), "--split", "test", "--device", "cpu", "--no-progress", "--cache-dir", cache,
+                "--out", str(rd / "test.json")] + EVAL_OPTS.get(name, [])
+        _run(_py(args), env, log, "eval", processes)
+    finally:
+        measure.write_json(runs_dir / f"{name}.process.json",
+                           measure.record("tools/bench/shrec11.py", {"run": name, "processes": processes},
+                                          environment_start=env0))
     acc = json.loads((rd / "test.json").read_text())["accuracy"]
     print(f"{name}: test accuracy {100 * acc:.2f} %", file=sys.stderr, flush=True)
 
@@ -167,7 +188,7 @@ def summarize(rd: Path) -> dict | None:
             "test_meshes_per_s": t.get("meshes_per_second")}
 
 
-def table(runs_dir: Path) -> str:
+def table(runs_dir: Path, rows_out: list | None = None) -> str:
     lines = ["| model | split | test accuracy % | per run (selected epoch) | misclassified (true -> predicted) "
              "| training min / run | train meshes/s | test meshes/s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -183,6 +204,8 @@ def table(runs_dir: Path) -> str:
                 f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f} (n={len(accs)})")
             per = ", ".join(f"{r['accuracy']:.2f} ({r['epoch']})" for r in res)
             wrong = "; ".join(w for r in res for w in r["wrong"]) or "none"
+            if rows_out is not None:
+                rows_out.append({"model": label, "kind": kind, "split": split, "runs": res})
             lines.append(f"| {label} `{kind}` | {split} | {acc} | {per} | {wrong} | "
                          f"{statistics.mean(r['train_minutes'] for r in res):.1f} | "
                          f"{statistics.mean(r['train_meshes_per_s'] for r in res):.0f} | "
@@ -196,6 +219,7 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="*", help="runs to do (default: all)")
     p.add_argument("--runs", default=os.environ.get("SHREC_RUNS", str(ROOT / "runs" / "shrec")))
     p.add_argument("--cache-dir", default=os.environ.get("MESHGDL_CACHE", str(Path.home() / ".cache" / "meshgdl")))
+    p.add_argument("--json", metavar="FILE", help="also write the table's figures here, with the environment")
     a = p.parse_args(argv)
     runs_dir = Path(a.runs)
     all_runs = runs(runs_dir)
@@ -210,7 +234,10 @@ def main(argv=None) -> int:
         runs_dir.mkdir(parents=True, exist_ok=True)
         for n in a.names or list(all_runs):
             run_one(n, all_runs[n], runs_dir, a.cache_dir)
-    print(table(runs_dir))
+    rows: list = []
+    print(table(runs_dir, rows))
+    if a.json:
+        measure.write_json(a.json, measure.record("tools/bench/shrec11.py", rows, a))
     return 0
 
 

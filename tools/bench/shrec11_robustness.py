@@ -17,8 +17,10 @@ runs) twice:
     python tools/bench/shrec11_robustness.py [--model shrec11] [--seed 0] [--out result.json]
                                               [--update-model]
 
-Prints both accuracies, the misclassified meshes and timings; ``--update-model``
-writes the result into the shipped model's JSON ``metrics``.
+Prints both accuracies, the misclassified meshes and timings (``measure.timed``, the
+classification of each mesh; the remeshing is not timed); ``--out`` writes the record of
+``tools/bench/measure.py`` (results with machine, versions, commit, load);
+``--update-model`` writes the result into the shipped model's JSON ``metrics``.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measure  # noqa: E402
 
 SUBDIVISIONS = 2
 FACE_FACTOR = 10
@@ -80,20 +84,17 @@ def main(argv=None) -> int:
     data = (Path(a.data_root) if a.data_root else default_data_root()) / "shrec_11_meshcnn_split16" / "shrec_16"
     tests = [(q, c.name) for c in sorted(x for x in data.iterdir() if x.is_dir())
              for q in sorted((c / "test").glob("*.obj"))]
+    env = measure.environment()
     clf = load_classifier(a.model, device="cpu", working_vertices=a.working_vertices)
     rng = np.random.default_rng(a.seed)
     rows, t_plain, t_remeshed = [], 0.0, 0.0
     for i, (path, cls) in enumerate(tests):
         m = load_mesh(path)
-        t0 = time.perf_counter()
-        r0 = classify(m, clf)
-        t1 = time.perf_counter()
+        r0, dt0 = measure.timed(classify, m, clf)
         m2 = remesh_rotate(m.V, m.F, rng)
-        t2 = time.perf_counter()
-        r1 = classify(m2, clf)
-        t3 = time.perf_counter()
-        t_plain += t1 - t0
-        t_remeshed += t3 - t2
+        r1, dt1 = measure.timed(classify, m2, clf)
+        t_plain += dt0
+        t_remeshed += dt1
         rows.append({"mesh": f"{cls}/test/{path.name}", "class": cls, "plain": r0.name, "remeshed": r1.name,
                      "remeshed_faces": int(len(m2.F)), "working_vertices": int(len(r1.working.V)),
                      "p_true_plain": float(r0.probabilities[clf.class_names.index(cls)]),
@@ -124,8 +125,9 @@ def main(argv=None) -> int:
         print(f"  remeshed wrong: {w}")
     for w in res["misclassified_as_is"]:
         print(f"  as-is wrong: {w}")
+    print(measure.environment_line(env))
     if a.out:
-        write_text_atomic(a.out, json.dumps(res, indent=1) + "\n")
+        measure.write_json(a.out, measure.record("tools/bench/shrec11_robustness.py", res, a, env))
     if a.update_model:
         js = Path(clf.path).with_suffix(".json")
         doc = json.loads(js.read_text())

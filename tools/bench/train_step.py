@@ -31,7 +31,9 @@ step (which model goes first alternates between rounds), so both see the same ma
 load. Reported: median over rounds of meshes/s and of the per-round GEM/DiffusionNet
 time ratio, plus page faults and user/system CPU time per mesh (``getrusage``) of each
 model's timed steps. Untimed warm-up: one step of each model before the first setting,
-and at every setting the profiled GEM step below.
+and at every setting the profiled GEM step below. The timing (``measure.time_calls``:
+rounds of ``max(1, meshes // B)`` calls, interleaved, order alternating), the CUDA peak
+and the ``--json`` record (environment, commit, load) come from ``tools/bench/measure.py``.
 
 Per-stage profile of the GEM step (a separate, extra step per setting, not part of the
 throughput figures): wall-clock timers (``time.perf_counter``; with CUDA,
@@ -52,9 +54,8 @@ exact; the hooks themselves add a little time, reported as the backward's remain
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -73,8 +74,12 @@ else:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import measure  # noqa: E402
 
 from meshgdl.errors import DatasetError  # noqa: E402
 from meshgdl.nn import gem_conv as gem_conv_mod  # noqa: E402
@@ -343,64 +348,55 @@ def main(argv=None) -> int:
     print(f"parameters: GEM U-Net {tr['gem'].n_params:,}, DiffusionNet {tr['dif'].n_params:,}", flush=True)
     data = {"gem": gem_s, "dif": dif_s}
 
-    usage = {}  # per model: page faults and user/system CPU seconds of its timed steps
-
-    def run_step(k, B, start, timed=True):
+    def step(k, B, start):
         sel = [(start + i) % n for i in range(B)]
-        sync(device)
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.perf_counter()
         tr[k].step([data[k][i] for i in sel], [targets[i] for i in sel])
-        dt = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        if timed:
-            u = usage.setdefault(k, defaultdict(float))
-            u["minor_faults"] += r1.ru_minflt - r0.ru_minflt
-            u["user_s"] += r1.ru_utime - r0.ru_utime
-            u["sys_s"] += r1.ru_stime - r0.ru_stime
-            u["meshes"] += B
-        return dt
+
+    wait_for_device = measure.device_sync(device)
+    env = measure.environment()
+    print(measure.environment_line(env), flush=True)
 
     results = []
     for nt in threads:
         torch.set_num_threads(nt)
         for B in args.batch_sizes:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+            cuda_mem = measure.cuda_memory(device) if device.type == "cuda" else None
+            if cuda_mem is not None:
+                cuda_mem.__enter__()
             t_setting = time.perf_counter()
-            usage.clear()
             if not results:  # first setting: warm-up steps (lru caches, allocator), not timed
-                run_step("gem", 1, 0, timed=False)
-                run_step("dif", 1, 0, timed=False)
+                step("gem", 1, 0)
+                step("dif", 1, 0)
             if not args.no_profile:  # the profiled GEM step doubles as its warm-up at this batch size
                 sel = [i % n for i in range(B)]
                 prof = profile_gem_step(tr["gem"], [gem_s[i] for i in sel], [targets[i] for i in sel])
             else:
-                run_step("gem", B, 0, timed=False)
+                step("gem", B, 0)
             steps = max(1, n // B)
-            per_round = {"gem": [], "dif": [], "ratio": []}
-            for r in range(args.rounds):
-                order = ("gem", "dif") if r % 2 == 0 else ("dif", "gem")
-                tot = {"gem": 0.0, "dif": 0.0}
-                for s in range(steps):
-                    for k in order:
-                        tot[k] += run_step(k, B, s * B)
-                for k in ("gem", "dif"):
-                    per_round[k].append(steps * B / tot[k])
-                per_round["ratio"].append(tot["gem"] / tot["dif"])
+            # a round: step s of each model in turn, s = 0 .. steps-1 (batches s*B, s*B+1, ...)
+            starts = {k: itertools.cycle([s * B for s in range(steps)]) for k in ("gem", "dif")}
+            timings = measure.time_calls(
+                {k: (lambda k=k: step(k, B, next(starts[k]))) for k in ("gem", "dif")},
+                args.rounds, warmup=0, number=steps, alternate=True, sync=wait_for_device)
+            per_round = {k: [steps * B / sec for sec in timings[k].seconds] for k in ("gem", "dif")}
+            per_round["ratio"] = measure.round_ratios(timings["gem"], timings["dif"])
             row = {
                 "threads": nt, "batch_size": B, "rounds": args.rounds, "steps_per_round": steps,
                 "gem_meshes_per_s": statistics.median(per_round["gem"]),
                 "dif_meshes_per_s": statistics.median(per_round["dif"]),
                 "gem_over_dif_time": statistics.median(per_round["ratio"]),
                 "per_round": per_round,
-                "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                "load_average": timings["gem"].load_after[0] if timings["gem"].load_after else None,
+                "timings": timings,
             }
-            for k, u in usage.items():  # per mesh, over the timed steps
-                row[f"{k}_per_mesh"] = {x: u[x] / u["meshes"] for x in ("minor_faults", "user_s", "sys_s")}
+            for k, t in timings.items():  # per mesh, over the timed steps
+                meshes = t.calls * B
+                row[f"{k}_per_mesh"] = {"minor_faults": t.minor_faults / meshes, "user_s": t.user_s / meshes,
+                                        "sys_s": t.sys_s / meshes}
             row["setting_wall_s"] = time.perf_counter() - t_setting
-            if device.type == "cuda":
-                row["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+            if cuda_mem is not None:
+                cuda_mem.__exit__(None, None, None)
+                row["peak_memory_mib"] = cuda_mem.result.peak_mib
             print(f"threads {nt}, batch {B}: GEM U-Net {row['gem_meshes_per_s']:.3f} meshes/s, "
                   f"DiffusionNet {row['dif_meshes_per_s']:.3f} meshes/s, GEM/DiffusionNet time "
                   f"{row['gem_over_dif_time']:.2f}x (median of {args.rounds} rounds, load "
@@ -424,8 +420,7 @@ def main(argv=None) -> int:
                "preprocessing_seconds": prep_s, "parameters": {k: t.n_params for k, t in tr.items()},
                "model_configs": {k: c.to_dict() for k, c in cfgs.items()},
                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "results": results}
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1)
+        measure.write_json(args.json, measure.record("tools/bench/train_step.py", out, args, env))
     if tmp is not None:
         tmp.cleanup()
     return 0
