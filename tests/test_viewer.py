@@ -232,12 +232,27 @@ def test_frame_folder_round_trip_and_mismatch(tmp_path):
     ref = load_mesh(tmp_path / "rest.obj")
     got = load_frame_folder(d, ref)
     np.testing.assert_allclose(got, fr[[0, 2, 1]], atol=1e-12)
+    from meshgdl_viewer.session import build_model  # --animation FOLDER: the same frames
+
+    m = build_model(str(tmp_path / "rest.obj"), feature="x", animation=str(d), frames=2)
+    np.testing.assert_allclose(m.frames, fr[[0, 1]], atol=1e-12)
+    assert m.frame_numbers.tolist() == [0, 2] and m.total_frames == 3
     save_mesh(d / "pose11.obj", *torus(12, 8))
-    with pytest.raises(MeshError, match="connectivity"):
+    with pytest.raises(MeshError, match="pose11.obj: frame 3 has 96 vertices"):
         load_frame_folder(d, ref)
+    (d / "pose11.obj").unlink()
+    with pytest.raises(MeshError, match="connectivity"):  # the folder's frames differ from MESH
+        load_frame_folder(d, load_mesh(_save_torus(tmp_path / "other.obj", 12, 8)))
     (tmp_path / "empty").mkdir()
     with pytest.raises(MeshError, match="no mesh files"):
         load_frame_folder(tmp_path / "empty", ref)
+
+
+def _save_torus(path, *args):
+    from meshgdl.io import save_mesh
+
+    save_mesh(path, *torus(*args))
+    return path
 
 
 # ------------------------------------------------------------------ features and model state
@@ -538,6 +553,36 @@ def test_cli_shows_every_layer_of_a_trained_model(egl, tmp_path, torus_obj, caps
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_model_features_on_a_fine_mesh_use_an_attached_working_mesh(tmp_path):
+    """A mesh finer than the model's working resolution runs through the model on a
+    working mesh (and hierarchy) decimated once and replayed on every frame; a rigid
+    motion of the frame then leaves the (intrinsic) features unchanged. Shipped models
+    load by name."""
+    import torch
+
+    from meshgdl.nn.models import ModelConfig, build_model as build_net
+    from meshgdl.train.checkpoint import save_checkpoint
+    from meshgdl_viewer.features import ModelOnMesh, model_feature
+    from meshgdl_viewer.session import build_model
+
+    cfg = ModelConfig(kind="gem", n_classes=3, in_features=["hks"], k_eig=16, n_hks=4,
+                      hidden_irreps="4x0 + 4x1", n_layers=1, n_samples=7)
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "tiny.safetensors", model_state=build_net(cfg).state_dict(),
+                         model_config=cfg.to_dict())
+    V, F = torus(80, 40)  # 3200 vertices > 1.25 x the default working resolution (2500)
+    run = ModelOnMesh(ck)
+    f = model_feature(ck, 1, run)
+    c, s = np.cos(1.0), np.sin(1.0)
+    moved = V @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T + [0.5, 2.0, -1.0]
+    vals = f.frames(np.stack([V, moved]), F)
+    assert run.plan is not None and vals.shape[:2] == (2, len(V))
+    assert f.detail.startswith("(on a ") and "working mesh" in f.detail
+    np.testing.assert_allclose(vals[1], vals[0], atol=1e-4 * np.abs(vals).max())
+    m = build_model("builtin:torus", model="human_parts", layer=-1)
+    assert m.feature.name.startswith("model layer") and m.num_channels > 1
+
+
 def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
     from meshgdl_viewer.render import ffmpeg_executable
 
@@ -545,7 +590,7 @@ def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
     out = tmp_path / "a.mp4"
     proc = subprocess.run(
         [sys.executable, "-m", "meshgdl", "view", str(torus_obj), "--feature", "x", "--deform", "twist",
-         "--frames", "2", "--size", "64x64", "--export", str(out)],
+         "--frames", "2", "--size", "160x120", "--export", str(out)],
         capture_output=True, text=True, env=env, timeout=120,
     )
     if ffmpeg_executable() is None:
@@ -554,7 +599,117 @@ def test_cli_subprocess_one_line_error_and_mp4(tmp_path, torus_obj):
         assert "ffmpeg" in proc.stderr and not out.exists()
     else:
         assert proc.returncode == 0, proc.stderr
-        assert out.stat().st_size > 0
+        assert _mp4_frames(out) == 2
+
+
+def _mp4_frames(path) -> int:
+    """Frames in an MP4, counted by decoding it (imageio-ffmpeg's ffmpeg)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+
+
+# ------------------------------------------------------------------ real animations (--animation)
+T_ANIM = 5
+
+
+@pytest.fixture
+def torus_anim(tmp_path):
+    """A torus and a 5-frame twist of it as a .pc2 point cache (meshgdl.io.save_pc2)."""
+    from meshgdl.io import save_mesh, save_pc2
+
+    V, F = torus(24, 12)
+    save_mesh(tmp_path / "torus.obj", V, F)
+    fr = deformation_frames(V, "twist", T_ANIM)
+    save_pc2(tmp_path / "twist.pc2", fr.astype(np.float32))
+    return tmp_path / "torus.obj", tmp_path / "twist.pc2", fr
+
+
+def test_cli_exports_point_cache_animation_frame_counts(egl, tmp_path, torus_anim):
+    from PIL import Image
+
+    from meshgdl_viewer.render import ffmpeg_executable
+    from meshgdl_viewer.session import build_model
+
+    mesh, cache, fr = torus_anim
+    base = [mesh, "--animation", cache, "--feature", "x", "--size", "160x120"]
+    gif = tmp_path / "a.gif"
+    assert _run_cli(base + ["--export", gif]) == 0
+    g = Image.open(gif)
+    assert g.n_frames == T_ANIM and g.size == (160, 120)
+    d = tmp_path / "frames"
+    assert _run_cli(base + ["--frames", "3", "--export", str(d) + "/"]) == 0
+    assert sorted(p.name for p in d.iterdir()) == [f"frame_{i:04d}.png" for i in range(3)]
+    if ffmpeg_executable() is not None:
+        mp4 = tmp_path / "a.mp4"
+        assert _run_cli(base + ["--export", mp4]) == 0
+        assert _mp4_frames(mp4) == T_ANIM
+    # the frames are the cache's positions; --frames picks evenly, captions count in the file's frames
+    m = build_model(str(mesh), feature="x", animation=str(cache), frames=3)
+    assert m.frame_numbers.tolist() == [0, 2, 4] and m.total_frames == T_ANIM
+    np.testing.assert_allclose(m.frames, fr[[0, 2, 4]], atol=1e-6)
+    assert "frame 3/5 (twist)" in m.caption(1)
+
+
+def test_per_frame_labels_accepted_and_wrong_shapes_refused(egl, tmp_path, torus_anim, capsys):
+    from meshgdl_viewer.session import build_model
+
+    mesh, cache, fr = torus_anim
+    n = fr.shape[1]
+    lab = (np.arange(T_ANIM)[:, None] + np.arange(n)[None] // 50) % 4  # (T, n): changes per frame
+    np.save(tmp_path / "ok.npy", lab.astype(np.int64))
+    m = build_model(str(mesh), labels=str(tmp_path / "ok.npy"), animation=str(cache), frames=3)
+    np.testing.assert_array_equal(m.channel_values(), lab[[0, 2, 4]])
+    assert m.feature.kind == "labels"
+    out = tmp_path / "l.png"
+    assert _run_cli([mesh, "--animation", cache, "--labels", tmp_path / "ok.npy", "--export", out,
+                     "--size", "160x120"]) == 0 and out.exists()
+    np.save(tmp_path / "short.npy", lab[:4])
+    np.save(tmp_path / "narrow.npy", lab[:, :-1])
+    for name, msg in (("short.npy", "per-frame labels for 4 frames, but the animation has 5"),
+                      ("narrow.npy", f"{n - 1} labels per frame, but the mesh has {n} vertices")):
+        capsys.readouterr()
+        assert _run_cli([mesh, "--animation", cache, "--labels", tmp_path / name,
+                         "--export", tmp_path / "bad.png"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err and msg in err, err
+    # a (T, n) file without an animation is refused too
+    assert _run_cli([mesh, "--labels", tmp_path / "ok.npy", "--export", tmp_path / "bad.png"]) == 2
+    assert "needs --animation" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_side_by_side_has_two_panels(egl, tmp_path, torus_anim):
+    from PIL import Image
+
+    mesh, cache, _ = torus_anim
+    gif = tmp_path / "cmp.gif"
+    assert _run_cli([mesh, "--animation", cache, "--feature", "hks", "--compare", "x", "--frames", "2",
+                     "--export", gif, "--size", "200x150"]) == 0
+    g = Image.open(gif)
+    assert g.n_frames == 2 and g.size == (400, 150)  # two panels of --size
+    im = np.asarray(g.convert("RGB")).astype(int)
+    bg = im[2, 198]  # top-right corner of the left panel's legend: background
+    for half in (im[:, :200], im[:, 200:]):
+        view = half[20:120, :100]  # each panel's 3D view shows the torus
+        assert (np.abs(view - bg).max(axis=2) > 30).mean() > 0.05
+    # the two panels differ (HKS vs x), so the right one is not a copy of the left
+    assert np.abs(im[:, :200] - im[:, 200:]).max(axis=2).mean() > 10
+    png = tmp_path / "cmp.png"  # a still: the compared feature's strip below the main one
+    assert _run_cli([mesh, "--animation", cache, "--feature", "hks", "--compare", "x", "--frames", "3",
+                     "--export", png, "--size", "200x150"]) == 0
+    assert Image.open(png).size == (3 * (200 - 72) + 72, 300)
+
+
+def test_animation_and_deform_are_exclusive(tmp_path, torus_anim, capsys):
+    mesh, cache, _ = torus_anim
+    assert _run_cli([mesh, "--animation", cache, "--deform", "twist", "--feature", "x",
+                     "--export", tmp_path / "o.gif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--animation" in err and "--deform" in err
+    assert _run_cli(["builtin:torus", "--animation", cache, "--export", tmp_path / "o.gif"]) == 2
+    assert "animated mesh's file" in capsys.readouterr().err
+    assert not (tmp_path / "o.gif").exists()
 
 
 # ------------------------------------------------------------------ interactive window
@@ -570,14 +725,17 @@ def test_window_opens_responds_to_actions_and_closes(tmp_path):
         from meshgdl_viewer.features import coordinate_feature, array_feature
         from meshgdl_viewer.scene import Style, ViewerModel
         V, F = torus(24, 12)
+        from meshgdl_viewer.session import compare_model
         m = ViewerModel(deformation_frames(V, "twist", 3), F,
                         [coordinate_feature(), array_feature(V[:, 2], "z")], Style(width=400, height=300))
-        w = ViewerWindow(m, screenshot_dir={str(tmp_path)!r})
+        other = compare_model(m, "x", channel=1)  # side by side: a second view, same frames
+        w = ViewerWindow(m, screenshot_dir={str(tmp_path)!r}, compare=other, fps=12)
         log = []
         def drive():
             steps = [lambda: w.next_channel(1), lambda: w.next_feature(1), lambda: w.step_frame(1),
                      lambda: w.toggle("arrows"), lambda: w.toggle("gauge_frames"),
-                     lambda: w.toggle("wireframe"), w.toggle_play, w.screenshot]
+                     lambda: w.toggle("wireframe"), lambda: w.change_speed(1.5), w.toggle_play, w.toggle_play,
+                     lambda: w.set_frame(2), w.screenshot]
             for s in steps:
                 w.app.post_to_main_thread(w.window, s)
                 time.sleep(0.15)
@@ -585,6 +743,7 @@ def test_window_opens_responds_to_actions_and_closes(tmp_path):
             while not w.screenshots and time.time() - t0 < 30:  # the capture is asynchronous
                 time.sleep(0.1)
             log.append((m.channel, m.feature_index, m.style.arrows, m.style.wireframe))
+            log.append(("frames", m.frame, other.frame, w.slider.int_value, w.fps, w.playing, other.style.arrows))
             w.app.post_to_main_thread(w.window, w.close)
         threading.Thread(target=drive, daemon=True).start()
         w.run()
@@ -597,12 +756,15 @@ def test_window_opens_responds_to_actions_and_closes(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     state = [l for l in proc.stdout.splitlines() if l.startswith("STATE")]
     assert state and "(0, 1, True, True)" in state[0]
+    assert "('frames', 2, 2, 3, 18.0, False, True)" in state[0]  # slider, speed, shared frame/toggles
     shots = list(tmp_path.glob("meshgdl_view_*.png"))
     assert len(shots) == 1
     from PIL import Image
 
     im = np.asarray(Image.open(shots[0]).convert("RGB")).astype(int)
     assert im.shape[0] > 100 and np.ptp(im.reshape(-1, 3), axis=0).max() > 100  # not blank
+    w = im.shape[1] // 2  # two panels, both drawn
+    assert min(np.ptp(im[:, :w].reshape(-1, 3), axis=0).max(), np.ptp(im[:, w:].reshape(-1, 3), axis=0).max()) > 100
 
 
 def test_labels_legend_names_fit_and_cli_class_names(egl, tmp_path, torus_obj, capsys):

@@ -1,4 +1,5 @@
-"""Deforming models: built-in near-isometric deformations and frame folders.
+"""Deforming models: built-in near-isometric deformations, frame folders (read by
+:func:`meshgdl.io.load_animation`, like point caches) and frame subsampling.
 
 A deformation is a stack of vertex positions ``(T, n, 3) float64`` that all share
 one face array ``F``; frame 0 is the undeformed (rest) shape. The viewer recomputes a
@@ -19,7 +20,6 @@ lengths change only inside the band (the "joint"):
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -133,58 +133,61 @@ def deformation_frames(V: np.ndarray, kind: str, T: int = 24, amount: float | No
     return np.stack([V if f == 0 else fn(V, full * f) for f in fracs])
 
 
-def _natural_key(name: str):
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
+def frame_indices(n_frames: int, T: int | None = None) -> np.ndarray:
+    """``T`` evenly spaced frame indices of a sequence of ``n_frames`` (first and last
+    included; all of them when ``T`` is None or not smaller)."""
+    if T is not None and T < 1:
+        raise ValueError(f"number of frames must be >= 1, got {T}")
+    if T is None or T >= n_frames:
+        return np.arange(n_frames)
+    return np.round(np.linspace(0, n_frames - 1, T)).astype(np.int64)
 
 
-def list_frame_files(folder: str | os.PathLike) -> list[Path]:
-    """Mesh files of ``folder`` in natural order (frame2 before frame10)."""
-    from meshgdl.io import SUPPORTED_EXTENSIONS
+def folder_animation(folder: str | os.PathLike, reference):
+    """A folder of frame meshes (:func:`meshgdl.io.load_animation`) checked to share the
+    connectivity of ``reference``, the :class:`meshgdl.io.Mesh` being viewed: the same
+    number of vertices and the same faces, in the file's own numbering."""
+    from meshgdl.io import load_animation, load_mesh
 
-    p = Path(folder)
-    if not p.is_dir():
+    if not Path(folder).is_dir():
         raise MeshError(f"{folder}: not a folder of meshes")
-    files = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SUPPORTED_EXTENSIONS]
-    if not files:
-        raise MeshError(f"{folder}: no mesh files ({', '.join(SUPPORTED_EXTENSIONS)}) in folder")
-    return sorted(files, key=lambda f: _natural_key(f.name))
+    anim = load_animation(folder)
+    first = anim.frame_paths[0]
+    raw = load_mesh(first, process=False)
+    ref_raw = _raw_faces(reference)
+    if raw.n_orig_vertices != reference.n_orig_vertices or raw.F.shape != ref_raw.shape:
+        raise MeshError(
+            f"{first}: frame does not share the mesh's connectivity "
+            f"({raw.n_orig_vertices} vertices / {len(raw.F)} triangles, expected "
+            f"{reference.n_orig_vertices} / {len(ref_raw)})"
+        )
+    if not np.array_equal(raw.F, ref_raw):
+        raise MeshError(f"{first}: frame has the same counts but different faces than the mesh")
+    return anim
+
+
+def cleaned_frames(positions: np.ndarray, reference, indices) -> np.ndarray:
+    """Frames ``indices`` of file-order ``positions (T, n_file, 3)`` mapped through
+    ``reference``'s cleaning (merged / dropped vertices): ``(len(indices), n, 3)`` float64
+    lined up with ``reference.V``."""
+    kept = np.flatnonzero(reference.orig_to_new >= 0)
+    out = np.empty((len(indices),) + reference.V.shape)
+    for i, t in enumerate(indices):
+        out[i, reference.orig_to_new[kept]] = np.asarray(positions[int(t)], np.float64)[kept]
+    return out
 
 
 def load_frame_folder(folder: str | os.PathLike, reference, T: int | None = None) -> np.ndarray:
-    """Load a folder of meshes that share ``reference``'s connectivity.
+    """Load a folder of meshes that share ``reference``'s connectivity
+    (:func:`folder_animation`; read by :func:`meshgdl.io.load_animation`, so positions
+    are float32-exact).
 
-    ``reference`` is the :class:`meshgdl.io.Mesh` being viewed. Each file must have the
-    same number of vertices and the same faces (in the file's own numbering) as the
-    reference file; its positions are then mapped through the reference's cleaning
-    (merged/dropped vertices) so every frame lines up with ``reference.V``.
-
+    ``reference`` is the :class:`meshgdl.io.Mesh` being viewed; each frame's positions
+    are mapped through its cleaning, so every frame lines up with ``reference.V``.
     Returns ``(T, n, 3)`` float64; ``T`` evenly subsamples the files when given.
     """
-    from meshgdl.io import load_mesh
-
-    files = list_frame_files(folder)
-    if T is not None:
-        if T < 1:
-            raise ValueError(f"number of frames must be >= 1, got {T}")
-        if T < len(files):
-            files = [files[i] for i in np.round(np.linspace(0, len(files) - 1, T)).astype(int)]
-    ref_raw = _raw_faces(reference)
-    kept = np.flatnonzero(reference.orig_to_new >= 0)
-    frames = []
-    for f in files:
-        m = load_mesh(f, process=False)
-        if m.n_orig_vertices != reference.n_orig_vertices or m.F.shape != ref_raw.shape:
-            raise MeshError(
-                f"{f}: frame does not share the mesh's connectivity "
-                f"({m.n_orig_vertices} vertices / {len(m.F)} triangles, expected "
-                f"{reference.n_orig_vertices} / {len(ref_raw)})"
-            )
-        if not np.array_equal(m.F, ref_raw):
-            raise MeshError(f"{f}: frame has the same counts but different faces than the mesh")
-        V = np.empty_like(reference.V)
-        V[reference.orig_to_new[kept]] = m.V[kept]
-        frames.append(V)
-    return np.stack(frames)
+    anim = folder_animation(folder, reference)
+    return cleaned_frames(anim.positions, reference, frame_indices(anim.n_frames, T))
 
 
 def _raw_faces(reference) -> np.ndarray:

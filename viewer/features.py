@@ -31,6 +31,10 @@ class ViewerError(ValueError):
 
 FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
+#: Bytes each per-frame cache (a feature's values, the eigenbases) may hold: a long
+#: sequence of a fine mesh must not keep every frame's eigenbasis.
+CACHE_BYTES = 128 * 2**20
+
 
 @dataclass
 class Feature:
@@ -58,6 +62,7 @@ class Feature:
     class_names: list[str] | None = None
     align_signs: bool = False
     detail: str = ""  # extra words for the caption (the legend title stays short)
+    per_frame: np.ndarray | None = None  # (T, n, C) fixed values, one set per frame (frames() only)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, V: np.ndarray, F: np.ndarray) -> np.ndarray:
@@ -79,9 +84,10 @@ class Feature:
                 # e.g. geodesic distance on a component the source cannot reach:
                 # drawn grey, left out of the colour range and the isolines
                 out[~finite] = np.nan
-            if len(self._cache) > 64:
-                self._cache.pop(next(iter(self._cache)))
             self._cache[key] = out
+            while len(self._cache) > 1 and (len(self._cache) > 64
+                                            or sum(a.nbytes for a in self._cache.values()) > CACHE_BYTES):
+                self._cache.pop(next(iter(self._cache)))
         return self._cache[key]
 
     def channel_name(self, c: int, num_channels: int) -> str:
@@ -91,6 +97,12 @@ class Feature:
 
     def frames(self, frames: np.ndarray, F: np.ndarray) -> np.ndarray:
         """``(T, n, C)`` values on every frame of a deformation ``(T, n, 3)``."""
+        if self.per_frame is not None:
+            if self.per_frame.shape[:2] != frames.shape[:2]:
+                raise ViewerError(f"{self.name}: values for {self.per_frame.shape[0]} frames of "
+                                  f"{self.per_frame.shape[1]} vertices, shown on {frames.shape[0]} frames "
+                                  f"of {frames.shape[1]}")
+            return self.per_frame
         vals = [self(Vt, F) for Vt in frames]
         if self.align_signs and len(vals) > 1:
             from meshgdl.geometry.normals import vertex_areas
@@ -155,10 +167,11 @@ def spectral(V: np.ndarray, F: np.ndarray, k: int, method: str = "auto") -> tupl
         return _SPECTRAL_CACHE[key]
     L, M = laplacian(V, F, method=method)
     evals, evecs = eigenbasis(L, M, k)
-    _SPECTRAL_CACHE[key] = (np.asarray(evals), np.asarray(evecs))
-    while len(_SPECTRAL_CACHE) > 48:
+    _SPECTRAL_CACHE[key] = out = (np.asarray(evals), np.asarray(evecs))
+    while len(_SPECTRAL_CACHE) > 1 and (len(_SPECTRAL_CACHE) > 48 or
+                                        sum(v.nbytes for _, v in _SPECTRAL_CACHE.values()) > CACHE_BYTES):
         _SPECTRAL_CACHE.popitem(last=False)
-    return _SPECTRAL_CACHE[key]
+    return out
 
 
 class _RestChoices:
@@ -276,6 +289,21 @@ def labels_feature(labels: np.ndarray, name: str = "labels", class_names: list[s
     return f
 
 
+def frame_labels_feature(labels: np.ndarray, name: str = "labels",
+                         class_names: list[str] | None = None) -> Feature:
+    """Integer labels ``(T, n)``, one labelling per frame of an animation (e.g.
+    ``meshgdl segment --animation``'s ``frame_labels.npy``)."""
+    labels = np.asarray(labels).astype(np.int64)
+    if labels.ndim != 2:
+        raise ViewerError(f"{name}: per-frame labels must have shape (T, n), got {labels.shape}")
+
+    def compute(V, F):
+        raise ViewerError(f"{name}: per-frame labels are defined only on their animation's frames")
+
+    return Feature(name, compute, kind="labels", intrinsic=True,
+                   class_names=list(class_names) if class_names else None, per_frame=labels[:, :, None])
+
+
 def builtin_feature(name: str, *, source: int = 0, k: int = 64) -> Feature:
     """Feature by name: ``hks``, ``geodesic`` (from ``source``), ``eigen``, ``x`` (coordinates)."""
     if name == "hks":
@@ -293,10 +321,9 @@ def builtin_feature(name: str, *, source: int = 0, k: int = 64) -> Feature:
 _MODELS: dict = {}
 
 
-def load_trained_model(checkpoint_path: str | os.PathLike):
-    """``(model, config)`` from a ``meshgdl train`` checkpoint (file or run folder) or a
-    shipped model name, in eval mode (:func:`meshgdl.pretrained.load_model`); cached by
-    path and modification time."""
+def _loaded_model(checkpoint_path: str | os.PathLike):
+    """The :class:`meshgdl.pretrained.LoadedModel` of a checkpoint, run folder or shipped
+    model name (eval mode, CPU); cached by path and modification time."""
     try:
         from meshgdl.pretrained import load_model, resolve_model
     except ImportError as exc:  # the model code is optional for the rest of the viewer
@@ -307,8 +334,16 @@ def load_trained_model(checkpoint_path: str | os.PathLike):
     if key not in _MODELS:
         lm = load_model(p)
         _MODELS.clear()  # one model at a time: they can be large
-        _MODELS[key] = (lm.model, lm.config)
+        _MODELS[key] = lm
     return _MODELS[key]
+
+
+def load_trained_model(checkpoint_path: str | os.PathLike):
+    """``(model, config)`` from a ``meshgdl train`` checkpoint (file or run folder) or a
+    shipped model name, in eval mode (:func:`meshgdl.pretrained.load_model`); cached by
+    path and modification time."""
+    lm = _loaded_model(checkpoint_path)
+    return lm.model, lm.config
 
 
 def num_model_layers(checkpoint_path: str | os.PathLike) -> int:
@@ -316,20 +351,41 @@ def num_model_layers(checkpoint_path: str | os.PathLike) -> int:
     return int(load_trained_model(checkpoint_path)[0].num_feature_layers)
 
 
+_SAMPLES: "OrderedDict[tuple, object]" = OrderedDict()
+_SAMPLE_BUDGET = 200_000  # vertices of prepared geometry kept (all layers of a frame share one)
+
+
+def _prepared(cfg, V: np.ndarray, F: np.ndarray, replay=None):
+    """:func:`meshgdl.data.batching.prepare` of ``(V, F)``, cached by content so that
+    stepping through a model's layers on the same frames does not recompute geometry."""
+    from meshgdl.data.batching import prepare
+
+    key = (_digest(V, F), repr(cfg), id(replay))
+    if key in _SAMPLES:
+        _SAMPLES.move_to_end(key)
+        return _SAMPLES[key][0]
+    sample = prepare(V, F, cfg, replay=replay)
+    _SAMPLES[key] = (sample, len(V), replay)  # holding the replay keeps its id unique
+    while len(_SAMPLES) > 1 and sum(e[1] for e in _SAMPLES.values()) > _SAMPLE_BUDGET:
+        _SAMPLES.popitem(last=False)
+    return sample
+
+
 def model_layer_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: np.ndarray,
-                         layer: int) -> np.ndarray:
+                         layer: int, replay=None) -> np.ndarray:
     """``(n, C)`` float64 gauge-invariant activations of ``layer`` of a trained model on
-    mesh ``(V, F)`` (the model's own geometry is computed for this mesh)."""
+    mesh ``(V, F)`` (the model's own geometry is computed for this mesh, as given;
+    ``replay``: its coarse levels from :func:`meshgdl.data.batching.attach_sample`)."""
     import torch
 
-    from meshgdl.data.batching import collate_samples, prepare
+    from meshgdl.data.batching import collate_samples
 
     model, cfg = load_trained_model(checkpoint_path)
     n_layers = int(model.num_feature_layers)
     if not -n_layers <= int(layer) < n_layers:
         raise ViewerError(f"--layer {layer} out of range: the model has {n_layers} feature layers "
                           f"(0..{n_layers - 1})")
-    batch = collate_samples([prepare(V, F, cfg)])
+    batch = collate_samples([_prepared(cfg, np.asarray(V, np.float64), np.asarray(F, np.int64), replay)])
     with torch.no_grad():
         h = model.features(batch, int(layer))
     return h.detach().cpu().double().numpy()
@@ -349,12 +405,76 @@ def model_features(checkpoint_path: str | os.PathLike, V: np.ndarray, F: np.ndar
     return h[:, int(channel)]
 
 
-def model_feature(checkpoint_path: str | os.PathLike, layer: int) -> Feature:
-    """All channels of one model layer as a :class:`Feature` (recomputed per frame)."""
-    def compute(V, F):
-        return model_layer_features(checkpoint_path, V, F, layer)
+class ModelOnMesh:
+    """A trained model run on a (deforming) mesh the way ``meshgdl segment`` runs it.
 
-    return Feature(f"model layer {layer}", compute, kind="scalar", intrinsic=True)
+    A mesh finer than the model's working resolution (its description's
+    ``working_vertices``, else :data:`meshgdl.data.working_mesh.DEFAULT_WORKING_VERTICES`;
+    more than 1.25 times that) gets, on the first mesh seen (the rest frame), one
+    working mesh tied to the surface (:func:`meshgdl.data.working_mesh.attach_working_mesh`),
+    the model's coarse levels tied to it (:func:`meshgdl.data.batching.attach_sample`)
+    and each vertex's point on the working surface: every frame is then seen through
+    the same triangles and hierarchy, and the activations are interpolated back to the
+    mesh's vertices. Coarser meshes go through the model as they are. Shared by all
+    layers of one model, so they see the same working mesh.
+    """
+
+    def __init__(self, checkpoint_path: str | os.PathLike):
+        self.checkpoint = checkpoint_path
+        self.plan: tuple | None = None  # (replay of the working mesh, hierarchy replay, face, bary)
+        self.n_working = 0
+        self._rest_F: np.ndarray | None = None
+
+    def _attach(self, V: np.ndarray, F: np.ndarray) -> None:
+        from meshgdl.data.batching import attach_sample
+        from meshgdl.data.working_mesh import DEFAULT_WORKING_VERTICES, attach_working_mesh, working_mesh
+        from meshgdl.geometry.normals import vertex_normals
+        from meshgdl.geometry.proximity import project_to_surface
+
+        lm = _loaded_model(self.checkpoint)
+        info = lm.info or {}
+        n_work = int(info.get("working_vertices") or DEFAULT_WORKING_VERTICES)
+        self.plan, self.n_working = None, 0
+        self._rest_F = np.array(F, copy=True)
+        if len(V) <= 1.25 * n_work:
+            return
+        area = float(info.get("area", 1.0))
+        rep = attach_working_mesh(working_mesh(V, F, n_work, area=area, fill=bool(info.get("fill_holes", False))),
+                                  V, F, area)
+        wm = rep.apply(V)
+        face, bary, _ = project_to_surface(wm.normalize(V), wm.V, wm.F, normals=vertex_normals(V, F))
+        self.plan = (rep, attach_sample(wm.V, wm.F, lm.config), face, bary)
+        self.n_working = len(wm.V)
+
+    def layer(self, V: np.ndarray, F: np.ndarray, layer: int) -> np.ndarray:
+        """``(n, C)`` activations of ``layer`` on frame ``(V, F)``."""
+        from meshgdl.geometry.proximity import interpolate
+
+        if self._rest_F is None or not np.array_equal(self._rest_F, F):
+            self._attach(V, F)
+        if self.plan is None:
+            return model_layer_features(self.checkpoint, V, F, layer)
+        rep, replay, face, bary = self.plan
+        wm = rep.apply(V)
+        return interpolate(model_layer_features(self.checkpoint, wm.V, wm.F, layer, replay=replay),
+                           wm.F, face, bary)
+
+    def detail(self) -> str:
+        return f"(on a {self.n_working}-vertex working mesh)" if self.plan is not None else ""
+
+
+def model_feature(checkpoint_path: str | os.PathLike, layer: int, run: ModelOnMesh | None = None) -> Feature:
+    """All channels of one model layer as a :class:`Feature` (recomputed per frame);
+    layers of one model share ``run`` (:class:`ModelOnMesh`)."""
+    run = run or ModelOnMesh(checkpoint_path)
+
+    def compute(V, F):
+        out = run.layer(V, F, layer)
+        feat.detail = run.detail()
+        return out
+
+    feat = Feature(f"model layer {layer}", compute, kind="scalar", intrinsic=True)
+    return feat
 
 
 # ---------------------------------------------------------------- tangent features
@@ -383,7 +503,7 @@ def array_tangent(coeffs: np.ndarray, order: int = 1, name: str = "vectors") -> 
 
 
 # ---------------------------------------------------------------- files
-def _per_vertex(values: np.ndarray, mesh, path) -> np.ndarray:
+def _per_vertex(values: np.ndarray, mesh, path, what: str = "values") -> np.ndarray:
     """Accept values on the cleaned vertices (n) or on the file's vertices (n_orig)."""
     n = len(mesh.V)
     n_orig = getattr(mesh, "n_orig_vertices", n)
@@ -392,7 +512,7 @@ def _per_vertex(values: np.ndarray, mesh, path) -> np.ndarray:
     if len(values) == n_orig and hasattr(mesh, "new_to_orig"):
         return values[mesh.new_to_orig]
     want = f"{n}" if n == n_orig else f"{n} (or the file's {n_orig})"
-    raise ViewerError(f"{path}: {len(values)} values, but the mesh has {want} vertices")
+    raise ViewerError(f"{path}: {len(values)} {what}, but the mesh has {want} vertices")
 
 
 def _read_array(path) -> np.ndarray:
@@ -419,16 +539,27 @@ def load_scalar_file(path, mesh) -> np.ndarray:
     return _per_vertex(a, mesh, path)
 
 
-def load_labels_file(path, mesh) -> np.ndarray:
-    """Integer per-vertex labels ``(n,)`` from ``.txt`` (one per line) or ``.npy``."""
+def load_labels_file(path, mesh, n_frames: int | None = None) -> np.ndarray:
+    """Integer per-vertex labels ``(n,)`` from ``.txt`` (one per line) or ``.npy``.
+
+    With ``n_frames`` (an animation of that many frames), also a ``(n_frames, n)``
+    array: one labelling per frame (n: the file's or the cleaned mesh's vertex
+    count), returned as ``(n_frames, n_cleaned)``.
+    """
     a = _read_array(path)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
-    if a.ndim != 1 or not np.issubdtype(a.dtype, np.number):
-        raise ViewerError(f"{path}: expected one integer label per vertex, got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number) or a.ndim not in (1, 2) or (a.ndim == 2 and n_frames is None):
+        hint = " (a (T, n) file of per-frame labels needs --animation)" if a.ndim == 2 else ""
+        raise ViewerError(f"{path}: expected one integer label per vertex, got shape {a.shape}{hint}")
     if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
         raise ViewerError(f"{path}: labels must be integers")
-    return _per_vertex(a.astype(np.int64), mesh, path)
+    a = a.astype(np.int64)
+    if a.ndim == 1:
+        return _per_vertex(a, mesh, path)
+    if a.shape[0] != n_frames:
+        raise ViewerError(f"{path}: per-frame labels for {a.shape[0]} frames, but the animation has {n_frames}")
+    return _per_vertex(a.T, mesh, path, what="labels per frame").T
 
 
 def load_vectors_file(path, mesh) -> np.ndarray:

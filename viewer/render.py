@@ -12,6 +12,7 @@ Headless EGL needs the Debian packages ``libegl1 libgl1-mesa-dri`` and
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -211,6 +212,9 @@ def layout(style: Style) -> dict:
     """Pixel layout of one output image: 3D viewport, legend panel, caption strip."""
     lw = (style.legend_width or legend_width(style.width)) if style.legend else 0
     ch = max(16, min(28, style.height // 22)) if style.caption else 0
+    if style.width - lw < 16 or style.height - ch < 16:
+        raise ViewerError(f"image size {style.width}x{style.height} leaves no room for the 3D view beside "
+                          f"the legend ({lw} pixels) and caption; use a larger --size")
     return {"view_w": style.width - lw, "view_h": style.height - ch, "legend_w": lw, "caption_h": ch}
 
 
@@ -249,34 +253,57 @@ def compose(views: list[np.ndarray], scene: FrameScene, style: Style, tags: list
 
 
 class HeadlessRenderer:
-    """Renders a :class:`ViewerModel` to composed images (legend + caption)."""
+    """Renders a :class:`ViewerModel` to composed images (legend + caption).
 
-    def __init__(self, model: ViewerModel):
+    ``compare``: a second model on the same frames (:func:`meshgdl_viewer.session.compare_model`),
+    drawn as a second panel from the same camera: :meth:`image` puts the two panels
+    side by side (each titled with its feature), :meth:`strip` one above the other.
+    """
+
+    def __init__(self, model: ViewerModel, compare: ViewerModel | None = None):
         self.model = model
+        self.models = [model] if compare is None else [model, compare]
+        if compare is not None and compare.frames.shape != model.frames.shape:
+            raise ViewerError("the compared feature must be shown on the same frames")
         lay = layout(model.style)
         self.view = OffscreenView(lay["view_w"], lay["view_h"], model.style.shading, model.style.background)
         self.camera = fit_camera(model.frames, lay["view_w"] / lay["view_h"])
 
-    def render_view(self, t: int | None = None) -> tuple[np.ndarray, FrameScene]:
-        scene = self.model.scene(t)
+    def render_view(self, t: int | None = None, model: ViewerModel | None = None) -> tuple[np.ndarray, FrameScene]:
+        scene = (model or self.model).scene(t)
         return self.view.render(scene, self.camera), scene
 
     def image(self, t: int | None = None) -> np.ndarray:
-        """The composed image of frame ``t``: ``(height, width, 3) uint8``."""
-        view, scene = self.render_view(t)
-        return compose([view], scene, self.model.style, background=self.view.background)
+        """The composed image of frame ``t``: ``(height, width * panels, 3) uint8``."""
+        panels = []
+        for m in self.models:
+            view, scene = self.render_view(t, m)
+            tags = [panel_title(m)] if len(self.models) > 1 else None
+            panels.append(compose([view], scene, m.style, tags=tags, background=self.view.background))
+        return np.concatenate(panels, axis=1)
 
     def strip(self, frames: list[int]) -> np.ndarray:
-        """Several frames side by side sharing one legend (for a still of a deformation)."""
-        views, scene = [], None
-        for t in frames:
-            v, scene = self.render_view(t)
-            views.append(v)
-        scene.caption = self.model.caption(frames[-1]).rsplit(" | frame", 1)[0] + (
-            f" | frames {', '.join(str(t + 1) for t in frames)} of {self.model.num_frames}"
-            + (f" ({self.model.deform_name})" if self.model.deform_name else ""))
-        return compose(views, scene, self.model.style, tags=[f"t={t + 1}" for t in frames],
-                       background=self.view.background)
+        """Several frames side by side sharing one legend (for a still of a deformation);
+        with a compared feature, its row below (``(height * panels, ...)``)."""
+        rows = []
+        for m in self.models:
+            views, scene = [], None
+            for t in frames:
+                v, scene = self.render_view(t, m)
+                views.append(v)
+            scene.caption = m.caption(frames[-1]).rsplit(" | frame", 1)[0] + (
+                f" | frames {', '.join(m.frame_label(t).split('/')[0] for t in frames)} of {m.total_frames}"
+                + (f" ({m.deform_name})" if m.deform_name else ""))
+            tags = [f"t={m.frame_label(t).split('/')[0]}" for t in frames]
+            rows.append(compose(views, scene, m.style, tags=tags, background=self.view.background))
+        return np.concatenate(rows, axis=0)
+
+
+def panel_title(model: ViewerModel) -> str:
+    """Short title of a side-by-side panel: the shown channel and whether it is intrinsic."""
+    f = model.feature
+    return (f"{f.channel_name(model.channel, model.num_channels)}: "
+            + ("intrinsic" if f.intrinsic else "extrinsic"))
 
 
 # ---------------------------------------------------------------- export
@@ -298,10 +325,13 @@ def _save_png(img: np.ndarray, path) -> None:
         Image.fromarray(img).save(tmp, format="PNG", optimize=True)
 
 
-def _save_gif(images: list[np.ndarray], path, fps: float) -> None:
+def _save_gif(images, path, fps: float) -> None:
+    """``images``: an iterable of ``(H, W, 3) uint8`` frames, each turned into a
+    palette image as it arrives (as Pillow's GIF writer would), so a long sequence is
+    never held in memory as RGB."""
     from PIL import Image
 
-    frames = [Image.fromarray(im) for im in images]
+    frames = [Image.fromarray(im).convert("P", palette=Image.Palette.ADAPTIVE) for im in images]
     with atomic_path(path, suffix=".gif") as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                        duration=int(round(1000 / fps)), loop=0, optimize=False)
@@ -317,40 +347,57 @@ def ffmpeg_executable() -> str | None:
         return shutil.which("ffmpeg")
 
 
-def _save_mp4(images: list[np.ndarray], path, fps: float) -> None:
+def _save_mp4(images, path, fps: float) -> None:
+    """``images``: an iterable of ``(H, W, 3) uint8`` frames, piped to ffmpeg (H.264,
+    yuv420p) as they arrive."""
     exe = ffmpeg_executable()
     if exe is None:
         raise ViewerError("mp4 export needs ffmpeg (pip install imageio-ffmpeg, or an ffmpeg on PATH); "
                           "export a .gif instead")
-    h, w = images[0].shape[:2]
+    it = iter(images)
+    first = next(it)
+    h, w = first.shape[:2]
     # yuv420p (the format players accept) needs even sizes
     h2, w2 = h - h % 2, w - w % 2
     with atomic_path(path, suffix=".mp4") as tmp:
         cmd = [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w2}x{h2}",
                "-r", str(fps), "-i", "-", "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        for im in images:
-            proc.stdin.write(np.ascontiguousarray(im[:h2, :w2]).tobytes())
-        proc.stdin.close()
-        err = proc.stderr.read().decode(errors="replace")
-        if proc.wait() != 0:
-            raise ViewerError(f"ffmpeg failed: {' '.join(err.split())[:200]}")
+        with tempfile.TemporaryFile() as errf:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=errf)
+            try:
+                for im in itertools.chain([first], it):
+                    proc.stdin.write(np.ascontiguousarray(im[:h2, :w2]).tobytes())
+            except BrokenPipeError:
+                pass  # ffmpeg stopped early: its message is reported below
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+                rc = proc.wait()
+            if rc != 0:
+                errf.seek(0)
+                err = errf.read().decode(errors="replace")
+                raise ViewerError(f"ffmpeg failed: {' '.join(err.split())[:200]}")
 
 
-def export(model: ViewerModel, path: str, fps: float = 12.0, strip_frames: int = 4) -> list[Path]:
+def export(model: ViewerModel, path: str, fps: float = 12.0, strip_frames: int = 4,
+           compare: ViewerModel | None = None, progress=None) -> list[Path]:
     """Render ``model`` headless and write ``path``; returns the files written.
 
     * ``.png``: one frame; for a deformation, ``strip_frames`` evenly spaced frames side
       by side (first to last) with one legend.
-    * ``.gif`` / ``.mp4``: every frame, ``fps`` frames per second (mp4 needs ffmpeg).
+    * ``.gif`` / ``.mp4``: every frame, ``fps`` frames per second (mp4 needs ffmpeg:
+      imageio-ffmpeg's bundled binary, or one on PATH).
     * a folder (trailing ``/`` or existing directory): ``frame_0000.png`` ... one per frame.
 
-    Every file is written to a temporary name and renamed into place.
+    ``compare``: a second model on the same frames, drawn beside the first (its own
+    legend and caption, same camera); a png strip puts its row below. ``progress(i, T)``
+    is called after each frame is rendered. Frames are rendered and written one at a
+    time. Every file is written to a temporary name and renamed into place.
     """
     kind = export_kind(path)
     if kind == "mp4" and ffmpeg_executable() is None:
         _save_mp4([], path, fps)  # raises the one-line "needs ffmpeg" error before rendering
-    r = HeadlessRenderer(model)
+    r = HeadlessRenderer(model, compare)
     try:
         T = model.num_frames
         if kind == "png":
@@ -361,17 +408,23 @@ def export(model: ViewerModel, path: str, fps: float = 12.0, strip_frames: int =
                 img = r.strip(sorted(set(np.round(np.linspace(0, T - 1, k)).astype(int).tolist())))
             _save_png(img, path)
             return [Path(path)]
-        images = [r.image(t) for t in range(T)]
+
+        def images():
+            for t in range(T):
+                yield r.image(t)
+                if progress is not None:
+                    progress(t + 1, T)
+
         if kind == "gif":
-            _save_gif(images, path, fps)
+            _save_gif(images(), path, fps)
             return [Path(path)]
         if kind == "mp4":
-            _save_mp4(images, path, fps)
+            _save_mp4(images(), path, fps)
             return [Path(path)]
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for t, im in enumerate(images):
+        for t, im in enumerate(images()):
             f = out / f"frame_{t:04d}.png"
             _save_png(im, f)
             written.append(f)

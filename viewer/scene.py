@@ -207,11 +207,14 @@ class ViewerModel:
     tangent : optional :class:`TangentFeature` drawn as glyphs when ``style.arrows``;
         default: the intrinsic gradient of the shown channel (a rho_1 field).
     deform_name : shown in the caption.
+    frame_numbers, total_frames : where ``frames`` come from in a longer sequence
+        (``(T,)`` 0-based frame numbers of a file of ``total_frames``); the caption counts
+        in the file's frames. Default: ``frames`` are the whole sequence.
     """
 
     def __init__(self, frames, F, features, style: Style | None = None, *,
                  tangent: TangentFeature | None = None, channel: int = 0, feature_index: int = 0,
-                 deform_name: str = ""):
+                 deform_name: str = "", frame_numbers=None, total_frames: int | None = None):
         frames = np.asarray(frames, np.float64)
         if frames.ndim == 2:
             frames = frames[None]
@@ -225,6 +228,11 @@ class ViewerModel:
         self.style = style or Style()
         self.tangent = tangent
         self.deform_name = deform_name
+        self.frame_numbers = (np.arange(len(frames)) if frame_numbers is None
+                              else np.asarray(frame_numbers, np.int64))
+        self.total_frames = int(len(frames) if total_frames is None else total_frames)
+        if self.frame_numbers.shape != (len(frames),):
+            raise ViewerError(f"{len(self.frame_numbers)} frame numbers for {len(frames)} frames")
         self.frame = 0
         self.feature_index = feature_index % len(self.features)
         self.channel = 0
@@ -360,8 +368,12 @@ class ViewerModel:
         parts = [f"{name} {self.feature.detail}" if self.feature.detail else name]
         parts.append("intrinsic" if self.feature.intrinsic else "extrinsic (not invariant)")
         if self.num_frames > 1:
-            parts.append(f"frame {t + 1}/{self.num_frames}" + (f" ({self.deform_name})" if self.deform_name else ""))
+            parts.append(f"frame {self.frame_label(t)}" + (f" ({self.deform_name})" if self.deform_name else ""))
         return " | ".join(parts)
+
+    def frame_label(self, t: int) -> str:
+        """``"12/88"``: frame ``t``'s number in its sequence (1-based) over the sequence's length."""
+        return f"{int(self.frame_numbers[t]) + 1}/{self.total_frames}"
 
     def scene(self, t: int | None = None) -> FrameScene:
         """Everything to draw for frame ``t`` (default: the current frame)."""
