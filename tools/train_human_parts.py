@@ -102,10 +102,32 @@ TRAIN = {
 }
 
 
-def retriangulate(V, F, rng, n_target: int, noise: float):
+def smooth_deformation(V, rng, strain: float):
+    """A random smooth non-rigid displacement field ``X -> X + D(X)`` (three sine waves of
+    1-3 periods over the shape's extent, random directions), scaled so its largest
+    gradient is about ``strain``: the local stretching and compression a body's skin
+    shows between poses."""
+    L = float(np.linalg.norm(V.max(0) - V.min(0)))
+    waves = []
+    for _ in range(3):
+        k = rng.normal(size=3)
+        k *= rng.uniform(1.0, 3.0) * 2 * np.pi / (L * np.linalg.norm(k))
+        d = rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        waves.append((k, d, rng.uniform(0, 2 * np.pi)))
+    amp = strain / sum(np.linalg.norm(k) for k, _, _ in waves)
+
+    def field(X):
+        X = np.asarray(X, dtype=np.float64)
+        return X + amp * sum(np.sin(X @ k + ph)[:, None] * d[None, :] for k, d, ph in waves)
+    return field
+
+
+def retriangulate(V, F, rng, n_target: int, noise: float, deform=None):
     """A finer copy (x16 faces, midpoint or Loop) with noise, decimated back by the
     segment pipeline's :func:`working_mesh`. Returns ``(Vw, Fw, wm)``; ``wm.normalize``
-    maps input coordinates to the copy's."""
+    maps input coordinates to the copy's. ``deform``: a displacement applied to the
+    finer copy (and by the caller to the labelled original) before decimation."""
     import trimesh
 
     from meshgdl.data.working_mesh import working_mesh
@@ -118,6 +140,8 @@ def retriangulate(V, F, rng, n_target: int, noise: float):
         Vs, Fs = np.asarray(Vs, np.float64), np.asarray(Fs, np.int64)
     e = np.linalg.norm(V[F[:, 0]] - V[F[:, 1]], axis=1).mean()
     Vs = Vs + rng.normal(scale=noise * e, size=Vs.shape)
+    if deform is not None:
+        Vs = deform(Vs)
     wm = working_mesh(Vs, Fs, n_target)
     return wm.V, wm.F, wm
 
@@ -142,8 +166,10 @@ def make_data(work: Path, a) -> dict:
                 continue
             for k in range(a.variants):
                 n_t = int(round(WORKING_VERTICES * rng.uniform(0.8, 1.2)))
-                Vw, Fw, wm = retriangulate(it.V, it.F, rng, n_t, a.noise)
-                y = nearest_surface_labels(Vw, wm.normalize(it.V), it.F, it.y)
+                field = smooth_deformation(it.V, rng, a.deform) if a.deform > 0 else None
+                Vw, Fw, wm = retriangulate(it.V, it.F, rng, n_t, a.noise, field)
+                Vo = field(it.V) if field is not None else it.V
+                y = nearest_surface_labels(Vw, wm.normalize(Vo), it.F, it.y)
                 name = f"{it.name}__retri{k}"
                 items.append((name, Vw, Fw, y))
                 names["train"].append(name)
@@ -152,7 +178,7 @@ def make_data(work: Path, a) -> dict:
     write_mesh_folder(work / "data", items, splits=names, class_names=list(train.class_names), fmt="ply")
     info = {"source": "human_seg (MeshCNN's simplified version of Maron et al. 2017)",
             "splits": {k: len(v) for k, v in names.items()}, "variants_per_train_mesh": a.variants,
-            "noise_mean_edge_lengths": a.noise, "working_vertices": WORKING_VERTICES, "methods": methods,
+            "noise_mean_edge_lengths": a.noise, "deform_strain": a.deform, "working_vertices": WORKING_VERTICES, "methods": methods,
             "seed": a.seed, "val_list": str(SPLITS.relative_to(ROOT) / "val.txt"),
             "seconds": time.perf_counter() - t0}
     write_text_atomic(work / "data" / "recipe.json", json.dumps(info, indent=1))
@@ -232,7 +258,7 @@ def export(work: Path, a) -> Path:
         # working mesh's holes closed; unchanged on closed inputs
         fill_holes=True,
         training={"recipe": f"tools/train_human_parts.py WORK --seed {a.seed} --variants {a.variants} "
-                            f"--noise {a.noise} --epochs {a.epochs} --seeds {a.export_seed}",
+                            f"--noise {a.noise} --deform {a.deform} --epochs {a.epochs} --seeds {a.export_seed}",
                   "train_config": train_config(a), "data": recipe},
         metrics=metrics)
 
@@ -282,6 +308,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the data step")
     p.add_argument("--variants", type=int, default=1, help="re-triangulated copies per training mesh")
     p.add_argument("--noise", type=float, default=0.05, help="jitter of the copies, in mean edge lengths")
+    p.add_argument("--deform", type=float, default=0.0,
+                   help="smooth random non-rigid deformation of the copies, as the largest strain (0: none)")
     p.add_argument("--epochs", type=int, default=TRAIN["epochs"])
     p.add_argument("--data-root", help="folder holding human_seg/ (default $MESHGDL_DATA or ../shared/datasets)")
     p.add_argument("--export-seed", type=int, default=0)
