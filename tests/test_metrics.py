@@ -9,6 +9,7 @@ from meshgdl.train.metrics import (
     classification_metrics,
     confusion_matrix,
     confusion_matrix_torch,
+    feature_drift,
     json_safe,
     mean_iou,
     per_class_iou,
@@ -88,3 +89,41 @@ def test_classification_metrics():
 def test_json_safe_replaces_nan():
     assert json_safe({"a": [1.0, float("nan")], "b": np.float32(2), "c": float("inf")}) == {
         "a": [1.0, None], "b": 2.0, "c": None}
+
+
+def test_feature_drift_analytic_case():
+    # one channel, two vertices, two frames: qbar = (0.5, 1.5), temporal variance 0.25;
+    # spread over the surface 1 (frame 0) and 0 (frame 1), mean 0.5; one step of (1, -1)
+    d = feature_drift(np.array([[[0.0], [2.0]], [[1.0], [1.0]]]))
+    assert d["drift"] == pytest.approx(math.sqrt(0.5)) and d["drift_median"] == d["drift"]
+    assert d["step"] == pytest.approx(1.0)
+    assert d["relative_to_norm"] == pytest.approx(math.sqrt(4 * 0.25 / 6))
+    assert (d["frames"], d["vertices"], d["channels"]) == (2, 2, 1)
+
+
+def test_feature_drift_zero_for_features_on_the_surface_one_for_random_ones():
+    rng = np.random.default_rng(0)
+    riding = np.broadcast_to(rng.normal(size=(1, 500, 4)), (10, 500, 4))
+    d = feature_drift(riding)
+    assert d["drift"] == pytest.approx(0.0, abs=1e-12) and d["step"] == pytest.approx(0.0, abs=1e-12)
+    T = 40
+    random = rng.normal(size=(T, 5000, 3))
+    d = feature_drift(random)
+    assert d["drift"] == pytest.approx(math.sqrt(1 - 1 / T), abs=0.02)
+    assert d["step"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_feature_drift_ignores_channel_offset_scale_and_constant_channels():
+    rng = np.random.default_rng(1)
+    Q = rng.normal(size=(6, 50, 2)) + np.linspace(0, 1, 50)[None, :, None]
+    ref = feature_drift(Q)
+    moved = Q * np.array([1e3, 1e-3]) + np.array([5.0, -7.0])
+    d = feature_drift(np.concatenate([moved, np.full((6, 50, 1), 3.0)], axis=2))
+    assert d["drift"] == pytest.approx(ref["drift"]) and d["step"] == pytest.approx(ref["step"])
+    assert d["drift_per_channel"] == pytest.approx(ref["drift_per_channel"])
+    assert (d["channels"], d["constant_channels"]) == (2, 1)
+    assert feature_drift(Q[:1])["step"] == 0.0  # one frame: nothing moves
+    with pytest.raises(ValueError):
+        feature_drift(np.zeros((3, 1, 2)))
+    with pytest.raises(ValueError):
+        feature_drift(np.full((3, 4, 1), np.nan))

@@ -165,6 +165,61 @@ def temporal_consistency(frame_labels, ignore_index: int = IGNORE_INDEX) -> dict
     }
 
 
+def feature_drift(frame_values, constant_rtol: float = 1e-12) -> dict:
+    """How much per-vertex features ``(T, n, C)`` of one deforming mesh move over its
+    frames, relative to how much they vary over the surface.
+
+    Vertex ``i`` must be the same surface point in every frame (fixed connectivity, or
+    one working mesh replayed on every pose), and the channels must be quantities that
+    mean the same in every frame (gauge-invariant ones: scalars, norms of rho_n blocks;
+    not the raw components of a rho_n feature, nor signed eigenfunctions). Per channel
+    ``c``, with ``qbar_i`` the mean of ``q_ti`` over the frames, ``mu_t`` its mean over
+    the vertices and ``S_c = mean_(t,i) (q_ti - mu_t)^2`` the spread over the surface:
+
+    * ``drift_c = sqrt(mean_(t,i) (q_ti - qbar_i)^2 / S_c)``: the temporal variation
+      about each vertex's mean, against the spatial variation;
+    * ``step_c = sqrt(mean_(t>=1,i) (q_ti - q_(t-1)i)^2 / (2 S_c))``: the same for
+      consecutive frames.
+
+    Both are 0 for features that ride on the surface and about 1 (``drift``:
+    ``sqrt(1 - 1/T)``) for values redrawn at random every frame; neither changes under
+    an offset or a rescaling of a channel. The summary ``drift`` / ``step`` is the root
+    mean square over channels (every channel weighs the same, whatever its units);
+    channels whose spread is at most ``constant_rtol`` times their own mean square
+    (constant channels, e.g. a ReLU that never fires) are left out and counted in
+    ``constant_channels``; ``drift_median`` is the median channel's drift (one
+    ill-conditioned channel moves the mean square, not the median).
+    ``relative_to_norm`` is ``sqrt(sum (q_ti - qbar_i)^2 / sum q_ti^2)`` over all
+    channels together (offset- and scale-dependent, for reference).
+    """
+    Q = np.asarray(frame_values, dtype=np.float64)
+    if Q.ndim == 2:
+        Q = Q[:, :, None]
+    if Q.ndim != 3 or Q.shape[0] < 1 or Q.shape[1] < 2:
+        raise ValueError(f"frame_values must have shape (T >= 1, n >= 2, C), got {Q.shape}")
+    if not np.all(np.isfinite(Q)):
+        raise ValueError("frame_values contains NaN or infinite values")
+    T, n, C = Q.shape
+    spread = ((Q - Q.mean(axis=1, keepdims=True)) ** 2).mean(axis=(0, 1))
+    temporal = ((Q - Q.mean(axis=0, keepdims=True)) ** 2).mean(axis=(0, 1))
+    steps = ((Q[1:] - Q[:-1]) ** 2).mean(axis=(0, 1)) if T > 1 else np.zeros(C)
+    live = (spread > 0) & (spread > constant_rtol * (Q**2).mean(axis=(0, 1)))
+    d = np.sqrt(temporal[live] / spread[live])
+    s = np.sqrt(steps[live] / (2.0 * spread[live]))
+    total = float((Q**2).sum())
+    return {
+        "frames": int(T),
+        "vertices": int(n),
+        "channels": int(live.sum()),
+        "constant_channels": int(C - live.sum()),
+        "drift": float(np.sqrt(np.mean(d**2))) if live.any() else float("nan"),
+        "step": float(np.sqrt(np.mean(s**2))) if live.any() else float("nan"),
+        "drift_median": float(np.median(d)) if live.any() else float("nan"),
+        "drift_per_channel": [float(x) for x in d],
+        "relative_to_norm": float(np.sqrt(temporal.sum() * T * n / total)) if total > 0 else float("nan"),
+    }
+
+
 def _as_numpy(a) -> np.ndarray:
     if hasattr(a, "detach"):
         return a.detach().cpu().numpy()
