@@ -16,6 +16,14 @@ Runs, in the order of ``measure.schedule`` (interleaved rounds):
   json -q`` in a fresh process (start-up, imports, model and cache loading, writing the
   four outputs included), its own peak resident memory measured.
 
+With ``--ground-truth`` (crane only): the 18 crane frames of the human_seg benchmark
+(``MIT_animation__meshes_crane__meshes__mesh_0000`` ... ``_0170``, capture frames 0-170
+step 10 = frames 0-85 step 5 of the 88-frame cache, decimated to ~750 vertices each
+with their own triangles) are aligned to those frames (centred, unit area, the best
+axis permutation, then rigid ICP) and their labels carried to the 10k vertices by closest
+surface point; the script then reports the temporal consistency of that ground truth
+and the per-frame accuracy of the ``api`` run's labels against it.
+
 Seconds per frame are wall time over frames. Consistency (per-frame labels): share of
 (vertex, frame) labels equal to the vertex's majority and share of vertices that never
 change label (:func:`meshgdl.train.metrics.temporal_consistency`). Data: the animations
@@ -48,6 +56,61 @@ def data_root(arg: str | None) -> Path:
     return Path(arg) if arg else Path(default_data_root())
 
 
+def _normalised(V, F):
+    from meshgdl.geometry.normals import face_areas
+
+    fa = face_areas(V, F)
+    c = (fa[:, None] * V[F].mean(axis=1)).sum(0) / fa.sum()
+    return (V - c) / np.sqrt(fa.sum())
+
+
+def _align(P: np.ndarray, Q: np.ndarray, R0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Q (k, 3) rigidly moved onto P (n, 3): the best signed axis permutation (unless R0
+    is given), then 10 ICP steps. Returns (moved Q, the permutation used)."""
+    import itertools
+
+    from scipy.spatial import cKDTree
+
+    if R0 is None:
+        best = None
+        for perm in itertools.permutations(range(3)):
+            for sg in itertools.product([1, -1], repeat=3):
+                R = np.zeros((3, 3))
+                R[range(3), perm] = sg
+                if np.linalg.det(R) > 0:
+                    d = cKDTree(Q @ R.T).query(P)[0].mean()
+                    if best is None or d < best[0]:
+                        best = (d, R)
+        R0 = best[1]
+    Q = Q @ R0.T
+    for _ in range(10):
+        match = Q[cKDTree(Q).query(P)[1]]
+        H = (match - match.mean(0)).T @ (P - P.mean(0))
+        U, _, Wt = np.linalg.svd(H)
+        if np.linalg.det(Wt.T @ U.T) < 0:
+            Wt[-1] *= -1
+        Q = (Q - match.mean(0)) @ (Wt.T @ U.T).T + P.mean(0)
+    return Q, R0
+
+
+def crane_ground_truth(anim, human_seg: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels (18, n_file) int64, frames (18,))``: human_seg's labelled crane frames
+    carried onto the cache's frames 0, 5, ..., 85 (see the module docstring)."""
+    from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.io import load_mesh
+
+    out, frames, R0 = [], [], None
+    for k in range(18):
+        name = f"MIT_animation__meshes_crane__meshes__mesh_{10 * k:04d}"
+        g = load_mesh(human_seg / "meshes" / f"{name}.obj")
+        y = np.loadtxt(human_seg / "labels" / f"{name}.txt", dtype=np.int64)
+        V = _normalised(anim.frame_V(5 * k), anim.rest.F)
+        Vg, R0 = _align(V, _normalised(g.V, g.F), R0)
+        out.append(anim.rest.to_original_vertices(nearest_surface_labels(V, Vg, g.F, y), fill=-1))
+        frames.append(5 * k)
+    return np.stack(out), np.asarray(frames)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--animation", default="crane", help="NAME: NAME.obj + NAME.pc2 under DATA/animations")
@@ -57,6 +120,8 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=None, help="only the first N frames")
     p.add_argument("--workers", type=int, default=None, help="worker processes of api/cli (default: per core)")
     p.add_argument("--skip", nargs="*", default=[], choices=["reference", "api", "cli"])
+    p.add_argument("--ground-truth", action="store_true",
+                   help="crane: score per-frame labels against human_seg's 18 labelled crane frames")
     p.add_argument("--json", metavar="OUT.json", help="write the measure.py record here")
     a = p.parse_args(argv)
 
@@ -88,10 +153,13 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         results["reference"].append({"seconds": wall, "per_frame": wall / T, **temporal_consistency(labels)})
 
+    api_labels = []
+
     def api():
         t0 = time.perf_counter()
         res = segment_animation(anim, seg, frames=range(T), workers=a.workers)
         wall = time.perf_counter() - t0
+        api_labels[:] = [res.frame_labels]
         results["api"].append({"seconds": wall, "per_frame": wall / T, "workers": res.workers,
                                "plan_seconds": res.seconds["plan"],
                                "frame_median_in_worker": float(np.median(res.frame_seconds)),
@@ -133,6 +201,23 @@ def main(argv=None) -> int:
               f" {100 * r0['flips_per_frame']:11.2f}%  {note}")
         summary[k] = {"per_frame_median": per, "speedup_vs_reference": (ref / per) if ref else None, "runs": rows}
     print(f"load average after: {measure.load_average()}")
+    if a.ground_truth and api_labels:
+        gt, frames = crane_ground_truth(anim, data_root(a.data_root) / "human_seg")
+        keep = frames < T
+        gt, frames = gt[keep], frames[keep]
+        pred = api_labels[0][frames]
+        c_gt, c_pred = temporal_consistency(gt), temporal_consistency(pred)
+        acc = (pred == gt).mean(axis=1)
+        print(f"\nhuman_seg's labels of {len(frames)} crane frames (frames {frames[0]}..{frames[-1]} step 5), "
+              f"carried to the 10k vertices:")
+        print(f"  ground truth: {100 * c_gt['majority_agreement']:.2f} % of (vertex, frame) labels equal the "
+              f"majority, {100 * c_gt['never_changing']:.2f} % of vertices never change")
+        print(f"  per-frame labels on the same frames: {100 * c_pred['majority_agreement']:.2f} % / "
+              f"{100 * c_pred['never_changing']:.2f} %")
+        print(f"  per-frame accuracy against it: mean {100 * acc.mean():.2f} % (min {100 * acc.min():.2f} %, "
+              f"max {100 * acc.max():.2f} %)")
+        summary["ground_truth"] = {"frames": frames.tolist(), "consistency": c_gt, "prediction_consistency": c_pred,
+                                   "accuracy_per_frame": acc.tolist()}
     if a.json:
         measure.write_json(a.json, measure.record("animation_segment.py", summary, vars(a), env0))
     return 0
