@@ -25,7 +25,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from meshgdl.io import Animation
-from meshgdl.segmentation import Segmentation, SegmentationPlan, Segmenter, plan_segmentation, segment
+from meshgdl.segmentation import (Segmentation, SegmentationPlan, Segmenter, file_face_labels, plan_segmentation,
+                                  segment)
 from meshgdl.threads import blas_threads
 
 
@@ -179,15 +180,7 @@ def _sequence_labelling(anim, segmenter, plan, probs, smooth, raw_faces) -> Segm
     file_v = mesh.to_original_vertices(labels, fill=-1)
     if len(plan.lost):
         file_v[plan.lost] = np.argmax(interpolate(probs_w, wm.F, plan.lost_face, plan.lost_bary), axis=1)
-    file_f = mesh.to_original_faces(flab, fill=-1)
-    missing = file_f < 0
-    if missing.any() and raw_faces is not None:
-        T, origin = raw_faces()
-        sel = missing[origin]
-        if sel.any():
-            tl = vertex_to_face_labels(T[sel], file_v)
-            order = np.flatnonzero(sel)[::-1]
-            file_f[origin[order]] = tl[::-1]
+    file_f = file_face_labels(mesh, flab, file_v, raw_faces)
     return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
                         file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
                         working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings={})

@@ -329,7 +329,8 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) ->
         face, bary, _ = project_to_surface(Vn, wm.V, wm.F, normals=nrm)
     probs = interpolate(probs_w, wm.F, face, bary)
     raw = np.argmax(probs, axis=1).astype(np.int64)
-    labels = smooth_labels(raw, mesh.F, vertex_areas(mesh.V, mesh.F), n_cls, smooth_iterations)
+    labels = smooth_labels(raw, mesh.F, vertex_areas(mesh.V, mesh.F), n_cls, smooth_iterations) \
+        if smooth_iterations > 0 else raw
     flab = vertex_to_face_labels(mesh.F, labels, scores=probs)
 
     file_v = mesh.to_original_vertices(labels, fill=-1)
@@ -340,19 +341,28 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) ->
         lost = file_v < 0
         f2, b2, _ = project_to_surface(wm.normalize(mesh.file_V[lost]), wm.V, wm.F)
         file_v[lost] = np.argmax(interpolate(probs_w, wm.F, f2, b2), axis=1)
-    file_f = mesh.to_original_faces(flab, fill=-1)
+    file_f = file_face_labels(mesh, flab, file_v, raw_faces)
+    times["transfer"] = time.perf_counter() - t0
+    return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
+                        file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
+                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings=times)
+
+
+def file_face_labels(mesh: Mesh, face_labels: np.ndarray, file_vertex_labels: np.ndarray,
+                     raw_faces: Callable[[], tuple[np.ndarray, np.ndarray]] | None) -> np.ndarray:
+    """Per-triangle labels ``(m,)`` of the cleaned mesh -> ``(n_orig_faces,)`` in the file's
+    face order; faces cleaning dropped take the majority of their corners'
+    ``file_vertex_labels`` when ``raw_faces`` (see :func:`segment`) is given, else -1."""
+    file_f = mesh.to_original_faces(face_labels, fill=-1)
     missing = file_f < 0
     if missing.any() and raw_faces is not None:
         T, origin = raw_faces()
         sel = missing[origin]
         if sel.any():
-            tl = vertex_to_face_labels(T[sel], file_v)
+            tl = vertex_to_face_labels(T[sel], file_vertex_labels)
             order = np.flatnonzero(sel)[::-1]  # first triangle of a polygon wins
             file_f[origin[order]] = tl[::-1]
-    times["transfer"] = time.perf_counter() - t0
-    return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
-                        file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
-                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings=times)
+    return file_f
 
 
 def output_paths(out_ply: str | os.PathLike, frames: bool = False) -> dict[str, Path]:
