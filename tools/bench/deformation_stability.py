@@ -121,10 +121,12 @@ def layer_names(config, n: int) -> list[str]:
     return names
 
 
-def model_frames(anim, seg, plan, frames) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list]:
+def model_frames(anim, seg, plan, frames) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, dict]:
     """The invariant summary of ``seg``'s input features, then every feature layer of its
     network, on every frame: ``([(T, k, C_l)] per layer, mask (k,) of the working vertices
-    the network saw, seconds per frame (T,), vertices of each part's levels)``."""
+    the network saw, seconds per frame (T,), {"level_vertices": vertices of each part's
+    levels, "edge_length_variation": per level of the first part, the mean relative
+    standard deviation of an edge's length over the frames})``."""
     import torch
 
     from meshgdl.data.batching import collate_samples, prepare
@@ -138,7 +140,8 @@ def model_frames(anim, seg, plan, frames) -> tuple[list[np.ndarray], np.ndarray,
     out: list[np.ndarray | None] = [None] * (1 + n_layers)
     seen = np.zeros(k, dtype=bool)
     secs = np.zeros(len(frames))
-    levels: list[int] = []
+    levels: list[list[int]] = []
+    edges: list[list[np.ndarray]] = []  # per level: edge lengths of every frame (first part)
 
     def layer(batch, l):
         if l == 0:  # the network's input, as it computes it (unit area: a scale, no drift)
@@ -153,6 +156,11 @@ def model_frames(anim, seg, plan, frames) -> tuple[list[np.ndarray], np.ndarray,
             sample = prepare(wm.V[idx], Fc, seg.config, replay=replay)
             if j == 0:
                 levels.append([lv.num_vertices for lv in sample.levels])
+            if idx is plan.parts[0][0]:
+                if not edges:
+                    edges = [[] for _ in sample.levels]
+                for l, lv in enumerate(sample.levels):
+                    edges[l].append(np.asarray(lv.r, dtype=np.float64))
             batch = collate_samples([sample], dtype=torch.float32)
             for l in range(1 + n_layers):
                 h = layer(batch, l).double().numpy()
@@ -161,7 +169,10 @@ def model_frames(anim, seg, plan, frames) -> tuple[list[np.ndarray], np.ndarray,
                 out[l][j, idx] = h
             seen[idx] = True
         secs[j] = time.perf_counter() - t0
-    return out, seen, secs, levels
+    # how far from isometric the motion is at each level: the mean over edges of the
+    # relative standard deviation of the edge's length over the frames
+    stretch = [float(np.mean(np.std(R, axis=0) / np.mean(R, axis=0))) for R in map(np.stack, edges)]
+    return out, seen, secs, {"level_vertices": levels, "edge_length_variation": stretch}
 
 
 def reference_frames(anim, plan, frames, k_eig: int, n_eigen: int, n_hks: int) -> tuple[dict, dict]:
@@ -236,7 +247,9 @@ def run_animation(name: str, a, models: dict) -> dict:
 
     for mname, (seg, path) in models.items():
         feats, seen, secs, levels = model_frames(anim, seg, plans[mname], frames)
-        print(f"  {mname:<12} vertices per level: {levels}", flush=True)
+        print(f"  {mname:<12} vertices per level: {levels['level_vertices']}, edge length variation over the "
+              f"frames per level: {', '.join(f'{100 * x:.1f} %' for x in levels['edge_length_variation'])}",
+              flush=True)
         names = ["input: " + " + ".join(seg.config.in_features)] + layer_names(seg.config, len(feats) - 1)
         layers = []
         for nm, Q in zip(names, feats):
@@ -246,7 +259,7 @@ def run_animation(name: str, a, models: dict) -> dict:
                   f"step {d['step']:.3f}", flush=True)
         entry = {"checkpoint": path, "kind": seg.config.kind, "in_features": list(seg.config.in_features),
                  "test": test_accuracy(seg, path), "layers": layers, "working_vertices_seen": int(seen.sum()),
-                 "level_vertices": levels,
+                 **levels,
                  "seconds_per_frame": float(np.median(secs))}
         if not a.no_labels:
             r, dt = measure.timed(segment_animation, anim, seg, frames=frames, workers=a.workers,
