@@ -115,7 +115,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--animation", default="crane", help="NAME: NAME.obj + NAME.pc2 under DATA/animations")
     p.add_argument("--data-root", help="folder holding animations/ (default $MESHGDL_DATA or ../shared/datasets)")
-    p.add_argument("--model", default="human_parts")
+    p.add_argument("--model", default="human_parts", help="shipped name, checkpoint or run folder")
+    p.add_argument("--working-vertices", type=int, default=None,
+                   help="working resolution (default: the model's; a run folder of tools/train_human_parts.py "
+                        "needs 750)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--frames", type=int, default=None, help="only the first N frames")
     p.add_argument("--workers", type=int, default=None, help="worker processes of api/cli (default: per core)")
@@ -139,7 +142,7 @@ def main(argv=None) -> int:
     mesh_path, cache_path = folder / f"{a.animation}.obj", folder / f"{a.animation}.pc2"
     anim = load_animation(mesh_path, cache_path)
     T = anim.n_frames if a.frames is None else min(a.frames, anim.n_frames)
-    seg = load_segmenter(a.model)
+    seg = load_segmenter(a.model, working_vertices=a.working_vertices)
     print(f"{a.animation}: {T} frames, {anim.rest.n_orig_vertices} vertices, model {a.model}, "
           f"{os.cpu_count()} cores")
 
@@ -171,6 +174,8 @@ def main(argv=None) -> int:
                    str(Path(td) / "out.ply"), "--format", "json", "-q", "--model", a.model, "--frames", f"0:{T}"]
             if a.workers:
                 cmd += ["--workers", str(a.workers)]
+            if a.working_vertices:
+                cmd += ["--working-vertices", str(a.working_vertices)]
             r = measure.run_process(measure.python_command(cmd), cwd=ROOT)
             if r.returncode != 0:
                 raise SystemExit(f"cli failed: {r.stderr.strip()[-500:]}")
