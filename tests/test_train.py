@@ -485,6 +485,43 @@ def test_cli_config_and_flags(tmp_path):
     assert cfg.seed == 3 and cfg.deterministic is False
 
 
+def test_cli_model_choices_come_from_the_registry(tmp_path, capsys):
+    """--model accepts any registered kind (a toy one here; no training), and an unknown
+    kind -- from --model, --model-option kind= or a config -- is one error line, exit 2."""
+    from meshgdl.cli import build_parser
+    from meshgdl.cli.train import build_config
+    from meshgdl.nn.models import MODELS, register_model
+
+    @register_model("toy_cli_kind")
+    class Toy(nn.Module):
+        uses_hierarchy = False
+        num_feature_layers = 1
+
+        @staticmethod
+        def check_config(cfg):
+            pass
+
+        def features(self, batch, layer):
+            raise NotImplementedError
+
+    try:
+        args = build_parser().parse_args(["train", "--dataset", "rna", "--out", "x", "--model", "toy_cli_kind"])
+        assert build_config(args).model["kind"] == "toy_cli_kind"
+        for kind in ("gem", "diffusion"):
+            args = build_parser().parse_args(["train", "--dataset", "rna", "--out", "x", "--model", kind])
+            assert build_config(args).model["kind"] == kind
+    finally:
+        MODELS.pop("toy_cli_kind", None)
+    cfgf = tmp_path / "c.json"
+    cfgf.write_text(json.dumps({"dataset": "rna", "model": {"kind": "nope"}}))
+    for extra in (["--model", "toy_cli_kind"], ["--model-option", "kind=nope"], ["--config", cfgf]):
+        assert _cli("train", "--dataset", "rna", "--out", tmp_path / "r", *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("meshgdl: error: unknown model kind"), err
+        assert "diffusion, gem" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
 # --------------------------------------------------------------------------- real models (when present)
 
 

@@ -55,7 +55,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
     p.add_argument("--config", metavar="JSON", help="training config file (TrainConfig fields + 'model')")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors")
-    p.add_argument("--model", choices=["gem", "diffusion"], help="model kind (default gem)")
+    # not argparse choices: the kinds are what meshgdl.nn.models registers, and importing
+    # it (torch) for every meshgdl command's parser would slow them all; build_config checks
+    p.add_argument("--model", metavar="KIND",
+                   help="a registered model kind (meshgdl.nn.models.MODELS: gem, diffusion, ...; default gem)")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a ModelConfig field, value as JSON (e.g. width=64); repeatable")
     p.add_argument("--epochs", type=int)
@@ -108,6 +111,14 @@ _FLAG_FIELDS = {
 }
 
 
+def check_model_kind(kind) -> None:
+    """UsageError unless ``kind`` is a registered model kind (:data:`meshgdl.nn.models.MODELS`)."""
+    from meshgdl.nn.models import MODELS
+
+    if not isinstance(kind, str) or kind not in MODELS:
+        raise UsageError(f"unknown model kind {kind!r}; registered kinds: {', '.join(sorted(MODELS))}")
+
+
 def build_config(args):
     """TrainConfig from --config plus the options given on the command line."""
     from meshgdl.train.loop import TrainConfig
@@ -144,6 +155,8 @@ def build_config(args):
             model[k.strip()] = json.loads(v)
         except json.JSONDecodeError:
             model[k.strip()] = v
+    if not args.resume:  # a resumed run's kind comes from its checkpoint
+        check_model_kind(model["kind"])
     d["model"] = model
     if args.no_progress:
         d["progress"] = False
