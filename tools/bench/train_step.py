@@ -1,6 +1,7 @@
-"""Time full training steps of the RNA GEM U-Net and DiffusionNet 4x128, interleaved in one process.
+"""Time full training steps of the RNA GEM U-Net and DiffusionNet 4x128 in one process, interleaved and each alone.
 
     python tools/bench/train_step.py                                # CPU, 4 meshes, batch 1 and 8
+    python tools/bench/train_step.py --modes alone                  # each model's steps back to back only
     python tools/bench/train_step.py --threads 1 2 --json out.json
     python tools/bench/train_step.py --device cuda --meshes 8 --rounds 5
     OMP_WAIT_POLICY=default python tools/bench/train_step.py    # OpenMP's own wait policy
@@ -25,15 +26,19 @@ before any timing, into ``--cache-dir`` (default: a temporary folder), and exclu
 A batch of B meshes takes meshes ``i, i+1, ...`` cyclically, so ``--batch-sizes 8`` with
 4 meshes collates every mesh twice (a real batch of 8).
 
-Timing: for every thread count and batch size, ``--rounds`` rounds; a round runs
-``max(1, meshes // B)`` steps of each model, alternating GEM and DiffusionNet step by
-step (which model goes first alternates between rounds), so both see the same machine
-load. Reported: median over rounds of meshes/s and of the per-round GEM/DiffusionNet
-time ratio, plus page faults and user/system CPU time per mesh (``getrusage``) of each
-model's timed steps. Untimed warm-up: one step of each model before the first setting,
-and at every setting the profiled GEM step below. The timing (``measure.time_calls``:
-rounds of ``max(1, meshes // B)`` calls, interleaved, order alternating), the CUDA peak
-and the ``--json`` record (environment, commit, load) come from ``tools/bench/measure.py``.
+Timing: for every thread count, batch size and ``--modes`` entry, ``--rounds`` rounds; a
+round runs ``max(1, meshes // B)`` steps of each model. ``interleaved`` (``measure``'s
+mode): GEM and DiffusionNet alternate step by step (which model goes first alternates
+between rounds), so both see the same machine load; ``alone``: all rounds of GEM, then
+all rounds of DiffusionNet, each after one untimed warm-up step of its own, as when each
+model trains in its own ``meshgdl train`` process (no cache and page sharing with the
+other model's step; the load may differ between the two). Reported: median over rounds
+of meshes/s and of the per-round GEM/DiffusionNet time ratio, plus page faults and
+user/system CPU time per mesh (``getrusage``) of each model's timed steps. Untimed
+warm-up: one step of each model before the first setting, and at every setting the
+profiled GEM step below. The timing (``measure.time_calls``), the CUDA peak and the
+``--json`` record (environment, commit, load) come from ``tools/bench/measure.py``;
+:func:`time_steps` is also what ``tools/bench/train_loop.py`` times the bare step with.
 
 Per-stage profile of the GEM step (a separate, extra step per setting, not part of the
 throughput figures): wall-clock timers (``time.perf_counter``; with CUDA,
@@ -300,6 +305,47 @@ def profile_gem_step(trainer: Trainer, samples, targets) -> dict:
     return {"step_seconds": total, "stages": stages, "calls": dict(T.calls)}
 
 
+# --------------------------------------------------------------------------- timing
+
+
+def time_steps(trainers: dict, data: dict, targets, B: int, rounds: int, mode: str = "interleaved",
+               device: torch.device = torch.device("cpu")) -> dict:
+    """Time training steps of every model in ``trainers`` (name -> :class:`Trainer`, samples
+    in ``data[name]``): ``rounds`` rounds of ``max(1, n // B)`` steps each, batches of B
+    meshes taken cyclically, in ``measure``'s ``mode`` (``interleaved``: step by step,
+    order alternating between rounds; ``alone``: each model's rounds back to back after one
+    untimed step of its own). Returns a row: per model meshes/s (median over rounds), per
+    mesh page faults and CPU seconds, the timings; with two models their time ratio."""
+    n = len(targets)
+    names = list(trainers)
+    steps = max(1, n // B)
+
+    def step(k, start):
+        sel = [(start + i) % n for i in range(B)]
+        trainers[k].step([data[k][i] for i in sel], [targets[i] for i in sel])
+
+    # a round: step s of each model, s = 0 .. steps-1 (batches s*B, s*B+1, ...)
+    starts = {k: itertools.cycle([s * B for s in range(steps)]) for k in names}
+    timings = measure.time_calls(
+        {k: (lambda k=k: step(k, next(starts[k]))) for k in names}, rounds,
+        warmup=1 if mode == "alone" else 0, number=steps, mode=mode, alternate=mode == "interleaved",
+        sync=measure.device_sync(device))
+    per_round = {k: [steps * B / sec for sec in timings[k].seconds] for k in names}
+    row = {"mode": mode, "batch_size": B, "rounds": rounds, "steps_per_round": steps, "per_round": per_round,
+           "load_average": timings[names[0]].load_after[0] if timings[names[0]].load_after else None,
+           "timings": timings}
+    for k in names:
+        row[f"{k}_meshes_per_s"] = statistics.median(per_round[k])
+        t = timings[k]
+        meshes = t.calls * B  # per mesh, over the timed steps
+        row[f"{k}_per_mesh"] = {"minor_faults": t.minor_faults / meshes, "user_s": t.user_s / meshes,
+                                "sys_s": t.sys_s / meshes}
+    if names == ["gem", "dif"]:
+        per_round["ratio"] = measure.round_ratios(timings["gem"], timings["dif"])
+        row["gem_over_dif_time"] = statistics.median(per_round["ratio"])
+    return row
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -311,6 +357,9 @@ def main(argv=None) -> int:
                     help="torch CPU threads, one or more settings (default: torch's current)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per setting (median)")
+    ap.add_argument("--modes", nargs="+", choices=measure.MODES, default=list(measure.MODES),
+                    help="interleaved (GEM and DiffusionNet step by step) and/or alone (each model's "
+                    "rounds back to back); default both")
     ap.add_argument("--data-root", default=None, help="folder holding rna_surface_segmentation/ "
                     "(default: $MESHGDL_DATA or ../shared/datasets)")
     ap.add_argument("--cache-dir", default=None, help="preprocessing cache (default: a temporary folder)")
@@ -372,48 +421,35 @@ def main(argv=None) -> int:
                 prof = profile_gem_step(tr["gem"], [gem_s[i] for i in sel], [targets[i] for i in sel])
             else:
                 step("gem", B, 0)
-            steps = max(1, n // B)
-            # a round: step s of each model in turn, s = 0 .. steps-1 (batches s*B, s*B+1, ...)
-            starts = {k: itertools.cycle([s * B for s in range(steps)]) for k in ("gem", "dif")}
-            timings = measure.time_calls(
-                {k: (lambda k=k: step(k, B, next(starts[k]))) for k in ("gem", "dif")},
-                args.rounds, warmup=0, number=steps, alternate=True, sync=wait_for_device)
-            per_round = {k: [steps * B / sec for sec in timings[k].seconds] for k in ("gem", "dif")}
-            per_round["ratio"] = measure.round_ratios(timings["gem"], timings["dif"])
-            row = {
-                "threads": nt, "batch_size": B, "rounds": args.rounds, "steps_per_round": steps,
-                "gem_meshes_per_s": statistics.median(per_round["gem"]),
-                "dif_meshes_per_s": statistics.median(per_round["dif"]),
-                "gem_over_dif_time": statistics.median(per_round["ratio"]),
-                "per_round": per_round,
-                "load_average": timings["gem"].load_after[0] if timings["gem"].load_after else None,
-                "timings": timings,
-            }
-            for k, t in timings.items():  # per mesh, over the timed steps
-                meshes = t.calls * B
-                row[f"{k}_per_mesh"] = {"minor_faults": t.minor_faults / meshes, "user_s": t.user_s / meshes,
-                                        "sys_s": t.sys_s / meshes}
-            row["setting_wall_s"] = time.perf_counter() - t_setting
+            rows = []
+            for mode in args.modes:
+                row = time_steps(tr, data, targets, B, args.rounds, mode, device)
+                row["threads"] = nt
+                rows.append(row)
+                print(f"threads {nt}, batch {B}, {mode}: GEM U-Net {row['gem_meshes_per_s']:.3f} meshes/s, "
+                      f"DiffusionNet {row['dif_meshes_per_s']:.3f} meshes/s, GEM/DiffusionNet time "
+                      f"{row['gem_over_dif_time']:.2f}x (median of {args.rounds} rounds, load "
+                      f"{row['load_average']:.2f})", flush=True)
+                print("  per mesh: " + "; ".join(
+                    f"{'GEM' if k == 'gem' else 'DiffusionNet'} {u['minor_faults']:.0f} page faults, "
+                    f"{u['user_s']:.2f} s user + {u['sys_s']:.2f} s system CPU"
+                    for k, u in ((k, row[f"{k}_per_mesh"]) for k in ("gem", "dif"))), flush=True)
+            wall = time.perf_counter() - t_setting
             if cuda_mem is not None:
                 cuda_mem.__exit__(None, None, None)
-                row["peak_memory_mib"] = cuda_mem.result.peak_mib
-            print(f"threads {nt}, batch {B}: GEM U-Net {row['gem_meshes_per_s']:.3f} meshes/s, "
-                  f"DiffusionNet {row['dif_meshes_per_s']:.3f} meshes/s, GEM/DiffusionNet time "
-                  f"{row['gem_over_dif_time']:.2f}x (median of {args.rounds} rounds, load "
-                  f"{row['load_average']:.2f})", flush=True)
-            print("  per mesh: " + "; ".join(
-                f"{'GEM' if k == 'gem' else 'DiffusionNet'} {u['minor_faults']:.0f} page faults, "
-                f"{u['user_s']:.2f} s user + {u['sys_s']:.2f} s system CPU"
-                for k, u in ((k, row[f"{k}_per_mesh"]) for k in ("gem", "dif"))), flush=True)
+            for row in rows:
+                row["setting_wall_s"] = wall
+                if cuda_mem is not None:
+                    row["peak_memory_mib"] = cuda_mem.result.peak_mib  # of all modes of the setting
             if not args.no_profile:
-                p = row["gem_profile"] = prof
+                p = rows[0]["gem_profile"] = prof
                 tot = p["step_seconds"]
                 print(f"  GEM step profile (one step, {tot:.2f} s with timers; exclusive times):")
                 for name, sec in p["stages"].items():
                     print(f"    {name:40s} {sec * 1e3:9.1f} ms  {100 * sec / tot:5.1f} %  ({p['calls'][name]} calls)")
                 print(f"    {'(timer overhead / untimed)':40s} {(tot - sum(p['stages'].values())) * 1e3:9.1f} ms",
                       flush=True)
-            results.append(row)
+            results += rows
 
     if args.json:
         out = {"device": str(device), "torch": torch.__version__, "meshes": names, "vertices": nv,
