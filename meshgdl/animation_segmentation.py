@@ -119,6 +119,8 @@ def segment_animation(
     smooth = segmenter.smooth_iterations if smooth_iterations is None else int(smooth_iterations)
     n_workers = default_workers(len(idx)) if workers is None else max(1, int(workers))
     n_workers = min(n_workers, len(idx))
+    if str(getattr(segmenter, "device", "cpu")).startswith("cuda"):
+        n_workers = 1  # a forked child cannot use its parent's CUDA context
 
     t0 = time.perf_counter()
     plan = plan_segmentation(anim.rest, segmenter)

@@ -213,6 +213,24 @@ def test_cli_writes_frame_labels_and_sequence(figure_animation, tmp_path, capsys
     assert rc == 0 and "never change" in stdout and "s per frame" in stdout
 
 
+def test_cli_folder_of_frames_gives_the_cache_labels(figure_animation, tmp_path, capsys):
+    mesh_path, cache_path, _ = figure_animation
+    anim = load_animation(mesh_path, cache_path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(3):
+        save_mesh(frames / f"f{t}.obj", anim.frame_positions(t), anim.rest.file_triangles())
+    rc, _, err = run(["segment", frames, "--animation", "--model", "figure_parts", "-q", "--workers", "1"], capsys)
+    assert rc == 0, err
+    # outputs beside the folder, not among its frames
+    from_folder = np.load(tmp_path / "frames.segmented.frame_labels.npy")
+    assert sorted(p.name for p in frames.iterdir()) == ["f0.obj", "f1.obj", "f2.obj"]
+    rc, _, err = run(["segment", mesh_path, "--animation", cache_path, "-o", tmp_path / "c.ply", "--model",
+                      "figure_parts", "-q", "--frames", "0:3", "--workers", "1"], capsys)
+    assert rc == 0, err
+    np.testing.assert_array_equal(from_folder, np.load(tmp_path / "c.frame_labels.npy"))
+
+
 def _one_line_error(rc, err, fragment):
     assert rc == 2, err
     lines = err.strip().splitlines()

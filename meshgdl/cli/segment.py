@@ -204,8 +204,8 @@ def _run_animation(args) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if not args.animation and not mesh_path.is_dir():
         raise UsageError("--animation needs a point cache (.pc2 or .mdd) unless MESH is a folder of frame meshes")
-    out = output_path(args.output, (".ply",)) if args.output else \
-        default_output(mesh_path if not mesh_path.is_dir() else mesh_path / f"{mesh_path.name}.ply")
+    # a folder of frames gets its outputs beside it, not among its frames
+    out = output_path(args.output, (".ply",)) if args.output else default_output(mesh_path)
     paths = output_paths(out, frames=True)
     for p in paths.values():
         for src in (mesh_path, Path(args.animation or mesh_path)):
