@@ -33,6 +33,9 @@ __all__ = [
     "transform_features",
     "gauge_transform_inputs",
     "assert_gauge_equivariant",
+    "other_reference",
+    "regauged_operators",
+    "regauged_sample",
 ]
 
 
@@ -165,3 +168,49 @@ def assert_gauge_equivariant(
         if not err <= atol:
             raise AssertionError(f"not gauge equivariant: max error {err:.3e} > atol {atol:.1e} (trial {trial})")
     return worst
+
+
+# ----------------------------------------------------------------------------- whole models
+
+
+def other_reference(ops):
+    """(n,) int64: for each vertex, the neighbour half-way along its edge list -- a
+    reference direction other than the default one (:func:`regauged_operators`)."""
+    import numpy as np
+
+    q, p = ops.edge_index
+    order = np.argsort(p, kind="stable")
+    q, p = q[order], p[order]
+    start = np.searchsorted(p, np.arange(ops.num_vertices))
+    count = np.bincount(p, minlength=ops.num_vertices)
+    return q[start + count // 2].astype(np.int64)
+
+
+def regauged_operators(ops, reference=None, offsets=None):
+    """The same mesh's :class:`~meshgdl.operators.Operators` in other gauges: each
+    vertex's reference neighbour ``reference (n,)`` and an extra rotation ``offsets (n,)``
+    (radians), with everything that depends on the gauges (frames, log-map angles,
+    transport, tangent gradients) recomputed. A model whose outputs change is not gauge
+    equivariant end to end."""
+    import dataclasses
+
+    from meshgdl.geometry.gauges import compute_gauges
+    from meshgdl.geometry.gradient import tangent_gradient
+
+    g = compute_gauges(ops.V, ops.F, reference=reference, offsets=offsets, normals=ops.normals)
+    gx, gy = tangent_gradient(g)
+    return dataclasses.replace(ops, frames=g.frames, edge_index=g.edge_index, theta=g.theta, r=g.r,
+                               transport=g.transport, grad_x=gx, grad_y=gy)
+
+
+def regauged_sample(sample, rng):
+    """A :class:`~meshgdl.data.batching.Sample` with other gauges on every level (other
+    reference neighbours, random rotations from ``rng``) and the pooling angles between
+    levels recomputed for them."""
+    from meshgdl.data.batching import Sample
+    from meshgdl.data.hierarchy import pool_map
+
+    levels = [regauged_operators(o, other_reference(o), rng.uniform(-math.pi, math.pi, o.num_vertices))
+              for o in sample.levels]
+    pools = [pool_map(levels[l], levels[l + 1], pm.parent) for l, pm in enumerate(sample.pools)]
+    return Sample(levels[0], levels[1:], pools)

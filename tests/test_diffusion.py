@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -11,34 +10,14 @@ import torch
 from meshes import icosphere
 from scipy.spatial.transform import Rotation
 
-from meshgdl.geometry.gauges import compute_gauges
-from meshgdl.geometry.gradient import tangent_gradient
 from meshgdl.nn.diffusion import DiffusionBlock, DiffusionNet, SpatialGradientFeatures, spectral_diffusion
 from meshgdl.operators import collate, compute_operators
-from meshgdl.testing import assert_gauge_equivariant
+from meshgdl.testing import assert_gauge_equivariant, other_reference, regauged_operators
 
 
 def bumpy_sphere(subdiv=2, seed=0, amp=0.05):
     V, F = icosphere(subdiv)
     return V * (1 + amp * np.random.default_rng(seed).standard_normal((len(V), 1))), F
-
-
-def regauged(ops, reference=None, offsets=None):
-    """The same mesh's operators in other gauges (reference neighbours / rotations)."""
-    g = compute_gauges(ops.V, ops.F, reference=reference, offsets=offsets, normals=ops.normals)
-    gx, gy = tangent_gradient(g)
-    return dataclasses.replace(
-        ops, frames=g.frames, edge_index=g.edge_index, theta=g.theta, r=g.r, transport=g.transport, grad_x=gx, grad_y=gy
-    )
-
-
-def other_reference(ops):
-    ref = np.empty(ops.num_vertices, dtype=np.int64)
-    q, p = ops.edge_index
-    for v in range(ops.num_vertices):
-        nb = q[p == v]
-        ref[v] = nb[len(nb) // 2]
-    return ref
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +121,7 @@ def test_diffusionnet_permutation_equivariant(mesh_ops):
 def test_diffusionnet_gauge_invariant(mesh_ops):
     V, F, ops = mesh_ops
     rng = np.random.default_rng(5)
-    ops_g = regauged(ops, reference=other_reference(ops), offsets=rng.uniform(-np.pi, np.pi, len(V)))
+    ops_g = regauged_operators(ops, reference=other_reference(ops), offsets=rng.uniform(-np.pi, np.pi, len(V)))
     assert np.abs(ops_g.theta - ops.theta).max() > 0.1
     for rot in (True, False):
         net = _net(6, seed=2, with_gradient_rotations=rot)

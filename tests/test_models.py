@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -12,15 +11,12 @@ from meshes import icosphere
 from scipy.spatial.transform import Rotation
 
 from meshgdl.errors import MeshError
-from meshgdl.geometry.gauges import compute_gauges
-from meshgdl.geometry.gradient import tangent_gradient
 from meshgdl.data.batching import Batch, Sample, collate_samples, prepare
-from meshgdl.data.hierarchy import pool_map
 from meshgdl.nn.diffusion import spectral_diffusion
 from meshgdl.nn.features import input_features
 from meshgdl.nn.irreps import Irreps
 from meshgdl.nn.models import GEMBlock, IrrepDropout, ModelConfig, build_model
-from meshgdl.testing import random_gauge, transform_features
+from meshgdl.testing import random_gauge, regauged_sample, transform_features
 
 
 def blob(subdiv=2, seed=0):
@@ -33,22 +29,8 @@ def blob(subdiv=2, seed=0):
     return V * r[:, None] * np.array([1.0, 0.8, 0.6]), F
 
 
-def regauged(ops, rng):
-    """Same mesh, other gauges: another reference neighbour and a random extra rotation."""
-    q, p = ops.edge_index
-    ref = np.array([q[p == v][len(q[p == v]) // 2] for v in range(ops.num_vertices)])
-    g = compute_gauges(ops.V, ops.F, reference=ref, offsets=rng.uniform(-np.pi, np.pi, ops.num_vertices),
-                       normals=ops.normals)
-    gx, gy = tangent_gradient(g)
-    return dataclasses.replace(ops, frames=g.frames, edge_index=g.edge_index, theta=g.theta, r=g.r,
-                               transport=g.transport, grad_x=gx, grad_y=gy)
-
-
-def regauged_sample(s: Sample, seed=0) -> Sample:
-    rng = np.random.default_rng(seed)
-    levels = [regauged(o, rng) for o in s.levels]
-    pools = [pool_map(levels[l], levels[l + 1], pm.parent) for l, pm in enumerate(s.pools)]
-    return Sample(levels[0], levels[1:], pools)
+def regauged(s: Sample, seed=0) -> Sample:
+    return regauged_sample(s, np.random.default_rng(seed))
 
 
 GEOM = dict(k_eig=16, n_hks=6, coarse_k_eig=6)
@@ -98,7 +80,7 @@ def test_invariant_to_rigid_motion_permutation_and_gauges(case, mesh):
     want = out[torch.as_tensor(perm)] if cfg.task == "segmentation" else out
     torch.testing.assert_close(out_p, want, atol=1e-5, rtol=0)
     # other reference neighbours + random gauge rotations on every level
-    out_g = run(model, [regauged_sample(s)])
+    out_g = run(model, [regauged(s)])
     torch.testing.assert_close(out_g, out, atol=1e-9, rtol=0)
 
 
@@ -125,7 +107,7 @@ def test_regular_nonlinearity_gauge_error_falls_with_samples(mesh):
         torch.manual_seed(0)
         model = build_model(cfg).double().eval()
         s = prepare(V, F, cfg)
-        out, out_g = run(model, [s]), run(model, [regauged_sample(s)])
+        out, out_g = run(model, [s]), run(model, [regauged(s)])
         errs.append(float((out - out_g).abs().max() / out.abs().max()))
     assert errs[1] < errs[0] / 3 and errs[1] < 0.05, errs
 
@@ -221,7 +203,7 @@ def test_features_for_the_viewer():
     par = torch.as_tensor(s.pools[0].parent)
     torch.testing.assert_close(f3, f3[torch.as_tensor(np.unique(s.pools[0].parent, return_index=True)[1])][par])
     # features are gauge invariant too
-    torch.testing.assert_close(model.features(collate_samples([regauged_sample(s)], dtype=torch.float64), 2),
+    torch.testing.assert_close(model.features(collate_samples([regauged(s)], dtype=torch.float64), 2),
                                model.features(b, 2), atol=1e-9, rtol=0)
     with pytest.raises(IndexError):
         model.features(b, n)

@@ -46,31 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 from deformation_stability import data_root, model_paths  # noqa: E402
 
+from meshgdl.testing import regauged_sample  # noqa: E402
+
 TRANSFORMS = ("gauges", "rigid motion", "vertex order")
-
-
-def regauged(ops, rng):
-    """The same mesh with other gauges: another reference neighbour and a random extra
-    rotation per vertex (``tests/test_models.py`` checks the models with the same change)."""
-    from meshgdl.geometry.gauges import compute_gauges
-    from meshgdl.geometry.gradient import tangent_gradient
-
-    q, p = ops.edge_index
-    ref = np.array([q[p == v][len(q[p == v]) // 2] for v in range(ops.num_vertices)])
-    g = compute_gauges(ops.V, ops.F, reference=ref, offsets=rng.uniform(-np.pi, np.pi, ops.num_vertices),
-                       normals=ops.normals)
-    gx, gy = tangent_gradient(g)
-    return dataclasses.replace(ops, frames=g.frames, edge_index=g.edge_index, theta=g.theta, r=g.r,
-                               transport=g.transport, grad_x=gx, grad_y=gy)
-
-
-def regauged_sample(s, rng):
-    from meshgdl.data.batching import Sample
-    from meshgdl.data.hierarchy import pool_map
-
-    levels = [regauged(o, rng) for o in s.levels]
-    pools = [pool_map(levels[l], levels[l + 1], pm.parent) for l, pm in enumerate(s.pools)]
-    return Sample(levels[0], levels[1:], pools)
 
 
 def outputs(model, sample, dtype, layers: bool):
