@@ -1,4 +1,5 @@
-"""Evaluation metrics from a confusion matrix.
+"""Evaluation metrics from a confusion matrix; calibration (temperature scaling, ECE,
+reliability bins) and ROC AUC of per-mesh scores.
 
 Everything is computed from one ``(C, C)`` int64 confusion matrix ``cm`` with
 ``cm[true, pred]`` counts, so per-batch results can be summed (also across DDP
@@ -218,6 +219,126 @@ def feature_drift(frame_values, constant_rtol: float = 1e-12) -> dict:
         "drift_per_channel": [float(x) for x in d],
         "relative_to_norm": float(np.sqrt(temporal.sum() * T * n / total)) if total > 0 else float("nan"),
     }
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _check_logits_labels(logits, labels, ignore_index: int):
+    z = _as_numpy(logits).astype(np.float64, copy=False)
+    y = _as_numpy(labels).astype(np.int64, copy=False).ravel()
+    if z.ndim != 2 or z.shape[0] != y.shape[0]:
+        raise ValueError(f"expected logits (N, C) and labels (N,), got {z.shape} and {y.shape}")
+    keep = y != ignore_index
+    z, y = z[keep], y[keep]
+    if y.size and (y.min() < 0 or y.max() >= z.shape[1]):
+        raise ValueError(f"label value {int(y[(y < 0) | (y >= z.shape[1])][0])} outside [0, {z.shape[1]})")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("logits contain NaN or infinite values")
+    return z, y
+
+
+def log_softmax(logits, temperature: float = 1.0) -> np.ndarray:
+    """``log softmax(logits / temperature)`` along the last axis, float64 (stable)."""
+    z = _as_numpy(logits).astype(np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` along the last axis, float64."""
+    return np.exp(log_softmax(logits, temperature))
+
+
+def temperature_nll(logits, labels, temperature: float, ignore_index: int = IGNORE_INDEX) -> float:
+    """Mean negative log-likelihood (nats) of ``labels`` under ``softmax(logits / T)``;
+    labels equal to ``ignore_index`` are left out."""
+    z, y = _check_logits_labels(logits, labels, ignore_index)
+    if not y.size:
+        return math.nan
+    return float(-log_softmax(z, temperature)[np.arange(y.size), y].mean())
+
+
+def fit_temperature(logits, labels, ignore_index: int = IGNORE_INDEX,
+                    bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature scaling (Guo et al. 2017): the ``T`` in ``bounds`` minimising the mean
+    negative log-likelihood of ``softmax(logits / T)`` on held-out ``logits (N, C)``,
+    ``labels (N,)`` (rows labelled ``ignore_index`` left out).
+
+    The NLL is convex in ``1 / T`` (a log-sum-exp minus a linear term), so a bounded
+    golden-section search over ``log T`` finds the global minimum; a minimum at a bound
+    returns the bound. Argmax predictions (hence accuracy) do not change with ``T``.
+    Raises ValueError without labelled rows or with NaN / infinite logits.
+    """
+    from scipy.optimize import minimize_scalar
+
+    z, y = _check_logits_labels(logits, labels, ignore_index)
+    if not y.size:
+        raise ValueError("fit_temperature: no labelled rows")
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not 0 < lo < hi:
+        raise ValueError(f"temperature bounds must satisfy 0 < lo < hi, got {bounds}")
+    rows = np.arange(y.size)
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(z, math.exp(log_t))[rows, y].mean())
+
+    res = minimize_scalar(nll, bounds=(math.log(lo), math.log(hi)), method="bounded",
+                          options={"xatol": 1e-6})
+    best = min((nll(math.log(lo)), lo), (nll(math.log(hi)), hi), (float(res.fun), math.exp(float(res.x))))
+    return float(best[1])
+
+
+def calibration_bins(probs, labels, n_bins: int = 15, ignore_index: int = IGNORE_INDEX) -> dict:
+    """Reliability-diagram bins of class probabilities ``probs (N, C)`` against
+    ``labels (N,)``: the confidence (max probability) of each labelled row falls in one of
+    ``n_bins`` equal bins of ``(0, 1]`` (bin ``b`` = ``(b/n, (b+1)/n]``; 0 goes to the
+    first). Returns ``edges (n_bins + 1,)``, per bin ``count``, mean ``confidence`` and
+    ``accuracy`` (share whose argmax is the label; both ``nan`` for an empty bin), and
+    ``total`` (labelled rows)."""
+    p, y = _check_logits_labels(probs, labels, ignore_index)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    conf = p.max(axis=1) if p.shape[0] else np.zeros(0)
+    correct = (p.argmax(axis=1) == y).astype(np.float64) if p.shape[0] else np.zeros(0)
+    b = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "count": count, "confidence": mean_conf,
+            "accuracy": acc, "total": int(y.size)}
+
+
+def expected_calibration_error(probs, labels, n_bins: int = 15, ignore_index: int = IGNORE_INDEX) -> float:
+    """ECE: ``sum_b (n_b / N) |accuracy_b - confidence_b|`` over the bins of
+    :func:`calibration_bins` (``nan`` without labelled rows)."""
+    bins = calibration_bins(probs, labels, n_bins, ignore_index)
+    if not bins["total"]:
+        return math.nan
+    c = bins["count"]
+    live = c > 0
+    gap = np.abs(bins["accuracy"][live] - bins["confidence"][live])
+    return float((c[live] * gap).sum() / bins["total"])
+
+
+def roc_auc(scores_in, scores_out) -> float:
+    """Area under the ROC curve of a score meant to be higher on ``scores_out`` (e.g.
+    out-of-distribution meshes) than on ``scores_in``: the probability that a random
+    out-score exceeds a random in-score, ties counting one half (Mann-Whitney U with
+    mid-ranks). 1: separable, 0.5: no better than chance. Raises ValueError for an empty
+    side or NaN scores."""
+    from scipy.stats import rankdata
+
+    a = np.asarray(scores_in, dtype=np.float64).ravel()
+    b = np.asarray(scores_out, dtype=np.float64).ravel()
+    if not a.size or not b.size:
+        raise ValueError(f"roc_auc needs scores on both sides, got {a.size} and {b.size}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("roc_auc: NaN scores")
+    r = rankdata(np.concatenate([a, b]))  # average ranks of ties
+    u = r[a.size:].sum() - b.size * (b.size + 1) / 2.0
+    return float(u / (a.size * b.size))
 
 
 def _as_numpy(a) -> np.ndarray:
