@@ -116,6 +116,8 @@ def segment_animation(
     if idx.min() < -T or idx.max() >= T:
         raise ValueError(f"frame index out of range for {T} frames")
     idx = np.where(idx < 0, idx + T, idx)
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError("frames must not repeat")
     smooth = segmenter.smooth_iterations if smooth_iterations is None else int(smooth_iterations)
     n_workers = default_workers(len(idx)) if workers is None else max(1, int(workers))
     n_workers = min(n_workers, len(idx))
@@ -143,7 +145,7 @@ def segment_animation(
             progress(done, len(idx))
 
     t0 = time.perf_counter()
-    if n_workers == 1 or len(set(pos)) != len(idx):
+    if n_workers == 1:
         for t in idx:
             with blas_threads(1):
                 take(int(t), *_frame(anim, segmenter, plan, int(t), smooth))

@@ -161,6 +161,10 @@ def test_frames_equal_each_frame_segmented_alone(figure_animation, segmenter):
     # no frame sees another: a subset in another order, in this process, gives the same rows
     sub = segment_animation(anim, segmenter, frames=[3, 1], workers=1)
     assert np.array_equal(sub.frame_labels, res.frame_labels[[3, 1]])
+    with pytest.raises(ValueError, match="repeat"):
+        segment_animation(anim, segmenter, frames=[1, 1])
+    with pytest.raises(ValueError, match="out of range"):
+        segment_animation(anim, segmenter, frames=[T_FRAMES])
     # the model knows these figures: every pose is mostly right, and so is the sequence labelling
     for t in range(T_FRAMES):
         assert np.mean(res.frame_labels[t] == truth) > 0.9
