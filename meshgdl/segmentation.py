@@ -136,25 +136,38 @@ def predict_by_component(segmenter: Segmenter, V: np.ndarray, F: np.ndarray,
     vertices (too small for the model's hierarchy) take the probabilities of their
     closest point on the others. One component: exactly ``segmenter.predict(V, F)``.
     """
-    n_comp, comp = vertex_components(F, len(V))
-    if n_comp == 1:
+    parts, small, Fb = model_components(F, len(V), min_vertices)
+    if len(parts) == 1 and not len(small):
         return segmenter.predict(V, F)
-    sizes = np.bincount(comp, minlength=n_comp)
-    big = sizes >= min_vertices
-    big[int(np.argmax(sizes))] = True
     probs = np.zeros((len(V), segmenter.n_classes), dtype=np.float64)
-    fcomp = comp[F[:, 0]]
-    for c in np.flatnonzero(big):
-        idx = np.flatnonzero(comp == c)
-        remap = np.full(len(V), -1, dtype=np.int64)
-        remap[idx] = np.arange(len(idx))
-        probs[idx] = segmenter.predict(V[idx], remap[F[fcomp == c]])
-    small = ~big[comp]
-    if small.any():
-        Fb = F[big[fcomp]]
+    for idx, Fc in parts:
+        probs[idx] = segmenter.predict(V[idx], Fc)
+    if len(small):
         face, bary, _ = project_to_surface(V[small], V, Fb)
         probs[small] = interpolate(probs, Fb, face, bary)
     return probs
+
+
+def model_components(F: np.ndarray, n: int, min_vertices: int = MIN_MODEL_VERTICES):
+    """How :func:`predict_by_component` splits a working mesh ``F (l, 3)`` of ``n``
+    vertices: ``(parts, small, big_faces)`` -- ``parts`` the components that go through
+    the model, ``(vertices (k_c,) int64, faces (l_c, 3) in local numbering)`` each (the
+    largest always, others with at least ``min_vertices`` vertices); ``small (s,) int64``
+    the vertices of the others; ``big_faces (b, 3)`` the faces of the parts."""
+    n_comp, comp = vertex_components(F, n)
+    if n_comp == 1:
+        return [(np.arange(n, dtype=np.int64), F)], np.zeros(0, dtype=np.int64), F
+    sizes = np.bincount(comp, minlength=n_comp)
+    big = sizes >= min_vertices
+    big[int(np.argmax(sizes))] = True
+    fcomp = comp[F[:, 0]]
+    parts = []
+    for c in np.flatnonzero(big):
+        idx = np.flatnonzero(comp == c)
+        remap = np.full(n, -1, dtype=np.int64)
+        remap[idx] = np.arange(len(idx))
+        parts.append((idx, remap[F[fcomp == c]]))
+    return parts, np.flatnonzero(~big[comp]), F[big[fcomp]]
 
 
 
@@ -211,21 +224,8 @@ def plan_segmentation(mesh: Mesh, segmenter: Segmenter, min_vertices: int = MIN_
                            fill=segmenter.fill_holes)
         rep = attach_working_mesh(wm0, mesh.V, mesh.F, segmenter.area)
         wm = rep.apply(mesh.V)
-        k = len(wm.V)
-        n_comp, comp = vertex_components(wm.F, k)
-        sizes = np.bincount(comp, minlength=n_comp)
-        big = sizes >= min_vertices
-        big[int(np.argmax(sizes))] = True
-        fcomp = comp[wm.F[:, 0]]
-        parts = []
-        for c in np.flatnonzero(big):
-            idx = np.flatnonzero(comp == c)
-            remap = np.full(k, -1, dtype=np.int64)
-            remap[idx] = np.arange(len(idx))
-            Fc = remap[wm.F[fcomp == c]]
-            parts.append((idx, Fc, attach_sample(wm.V[idx], Fc, segmenter.config)))
-        small = np.flatnonzero(~big[comp])
-        Fb = wm.F[big[fcomp]]
+        parts, small, Fb = model_components(wm.F, len(wm.V), min_vertices)
+        parts = [(idx, Fc, attach_sample(wm.V[idx], Fc, segmenter.config)) for idx, Fc in parts]
         sf, sb, _ = project_to_surface(wm.V[small], wm.V, Fb)
         face, bary, _ = project_to_surface(wm.normalize(mesh.V), wm.V, wm.F, normals=vertex_normals(mesh.V, mesh.F))
         lost = np.flatnonzero(mesh.orig_to_new < 0) if mesh.file_V is not None else np.zeros(0, dtype=np.int64)
@@ -426,6 +426,7 @@ __all__ = [
     "segment",
     "working_mesh",
     "predict_by_component",
+    "model_components",
     "write_segmentation",
     "output_paths",
     "default_output",
