@@ -457,7 +457,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
         cm = torch.zeros(n_classes, n_classes, dtype=torch.long, device=ctx.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
         n_loss = torch.zeros((), dtype=torch.float64, device=ctx.device)
-        t0 = time.perf_counter()
+        t0, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         lr_now = optimizer.param_groups[0]["lr"]
         bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="mesh", leave=False,
                    disable=not show)
@@ -496,12 +496,16 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
                 bar.set_postfix(loss=f"{float(loss_sum / n_loss.clamp_min(1)):.4f}",
                                 acc=f"{np.trace(c) / max(1, c.sum()):.4f}", refresh=False)
         bar.close()
-        train_time = time.perf_counter() - t0
+        train_time, ru1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
         scheduler.step()
         train_m = _reduced_metrics(ctx, task, cm, loss_sum, n_loss)
         n_steps_meshes = len(order) * ctx.world_size
         row = {"epoch": epoch + 1, "lr": lr_now, "train": _compact(train_m),
                "train_seconds": train_time, "meshes_per_second": n_steps_meshes / max(train_time, 1e-9),
+               # this process's CPU time (all threads) and page faults over the epoch's training:
+               # unlike the wall time, hardly changed by other jobs on a shared machine
+               "train_cpu_seconds": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+               "train_page_faults": ru1.ru_minflt - ru0.ru_minflt,
                "peak_memory_mb": peak_memory_mb(ctx.device)}
         if val_data is not None:
             tv = time.perf_counter()
