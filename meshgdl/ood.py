@@ -176,39 +176,31 @@ def network_outputs(model, V: np.ndarray, F: np.ndarray, layer=-1, cache_dir=Non
     return logits, feats, mass
 
 
-def mesh_outputs(model, V: np.ndarray, F: np.ndarray, layer=-1, min_vertices: int = 64, cache_dir=None):
+def mesh_outputs(model, V: np.ndarray, F: np.ndarray, layer=-1, min_vertices: int | None = None, cache_dir=None):
     """A working mesh through a loaded segmentation model the way the segment pipeline
-    runs it (:func:`meshgdl.segmentation.predict_by_component`): every connected
-    component with at least ``min_vertices`` vertices (and the largest) as a mesh of its
-    own (:func:`network_outputs`). Returns ``(logits (k, C), features (k, D) or a list,
-    weights (k,), index (k,))`` for the ``k`` vertices of those components: ``index``
-    their rows in ``V``, ``weights`` their vertex areas on the whole mesh (so every
-    component counts by its area). The smaller components, which the pipeline labels
-    from their neighbours, are left out."""
+    runs it: every component that :func:`meshgdl.segmentation.model_components` sends to
+    the model as a mesh of its own (:func:`network_outputs`; ``min_vertices``: None for
+    the pipeline's). Returns ``(logits (k, C), features (k, D) or a list, weights (k,),
+    index (k,))`` for the ``k`` vertices of those components: ``index`` their rows in
+    ``V``, ``weights`` their vertex areas on the whole mesh (so every component counts by
+    its area). The smaller components, which the pipeline labels from their neighbours,
+    are left out."""
     from meshgdl.geometry.normals import vertex_areas
-    from meshgdl.geometry.topology import vertex_components
+    from meshgdl.segmentation import MIN_MODEL_VERTICES, model_components  # same layer: imported late
 
     V = np.asarray(V, dtype=np.float64)
     F = np.asarray(F, dtype=np.int64)
-    n_comp, comp = vertex_components(F, len(V))
-    sizes = np.bincount(comp, minlength=n_comp)
-    big = sizes >= min_vertices
-    big[int(np.argmax(sizes))] = True
-    fcomp = comp[F[:, 0]]
+    parts, _, _ = model_components(F, len(V), MIN_MODEL_VERTICES if min_vertices is None else min_vertices)
     area = vertex_areas(V, F)
     zs, fs, idxs = [], [], []
-    for c in np.flatnonzero(big):
-        idx = np.flatnonzero(comp == c)
-        remap = np.full(len(V), -1, dtype=np.int64)
-        remap[idx] = np.arange(len(idx))
-        z, f, _ = network_outputs(model, V[idx], remap[F[fcomp == c]], layer=layer, cache_dir=cache_dir)
+    for idx, Fc in parts:
+        z, f, _ = network_outputs(model, V[idx], Fc, layer=layer, cache_dir=cache_dir)
         zs.append(z)
         fs.append([f] if np.isscalar(layer) else f)
         idxs.append(idx)
     index = np.concatenate(idxs)
     feats = [np.concatenate([f[j] for f in fs]) for j in range(len(fs[0]))]
     return np.concatenate(zs), feats[0] if np.isscalar(layer) else feats, area[index], index
-
 
 __all__ = ["LOGIT_SCORES", "FEATURE_SCORES", "logit_scores", "pooled_features", "FeatureReference",
            "fit_threshold", "flagged", "network_outputs", "mesh_outputs"]
