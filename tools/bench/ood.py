@@ -1,0 +1,301 @@
+#!/usr/bin/env python
+"""Calibration and out-of-distribution scores of a segmentation model (issue 21, parts 1
+and 3), measured: which per-mesh score tells human bodies from other shapes.
+
+    python tools/bench/ood.py                       # human_parts, all groups (~4 min, 1 core)
+    python tools/bench/ood.py --json ood.json
+
+Every mesh goes the way ``meshgdl segment`` takes it to the network: the working mesh
+(:func:`meshgdl.data.working_mesh.working_mesh` with the model's ``working_vertices``,
+``area`` and ``fill_holes``), then the network on each of its components as
+``meshgdl segment`` runs it (:func:`meshgdl.ood.mesh_outputs`: per-vertex logits,
+invariant features, vertex areas; components under 64 vertices left out).
+
+Groups (data under ``--data-root``):
+
+* ``reference``: human_seg training meshes (``tools/splits/human_seg/train.txt``, 348):
+  the pooled features the distance scores measure against;
+* ``val``: the 33 validation meshes (``tools/splits/human_seg/val.txt``, held out by
+  subject), and ``val/<set>`` their copies transformed as the test meshes are: the
+  temperature (``val`` only) and every score's threshold (at most 5 % flagged: A of
+  ``val``, B of ``val`` and its copies) are fixed here, nowhere else;
+* ``test/<set>``: in-distribution test meshes: the 18 human_seg test meshes, as they are
+  and transformed by ``tools/bench/human_seg_robustness.py``'s ``transformed`` (rotated +
+  scaled + moved, vertex noise, remeshed to 5k and 50k faces by another decimator, 12
+  holes cut);
+* out of distribution: ``shrec/<class>``: every mesh (train and test folders, 20 each) of
+  the SHREC'11 classes that are not human bodies; ``horse``: the 48 frames of
+  ``animations/horse_gallop``; ``procedural``: spheres, ellipsoids, tori, bumpy spheres
+  (:mod:`meshgdl.data.synthetic`) and the non-human ``sample_meshes/``;
+* reported apart, in neither side of the AUROC: ``shrec_human`` (``man``, ``woman``,
+  ``santa``: human bodies from another collection) and ``shrec_humanoid`` (``alien``,
+  ``armadillo``, ``gorilla``, ``centaur``: two-legged or half-human bodies).
+
+Per score (:mod:`meshgdl.ood`; higher = more unusual; ``_T``: at the fitted temperature
+``T``; ``@L``: pooled features of layer ``L`` against the training meshes'): AUROC of all
+in-distribution test meshes against all out-of-distribution ones
+(:func:`meshgdl.train.metrics.roc_auc`; also without the ``holes`` copies), the share of
+test and out-of-distribution meshes flagged at thresholds A and B, and of each group.
+``a+b``: two scores together, each centred on its median and divided by its interquartile
+range over the validation meshes and their copies, summed.
+
+Calibration (per vertex, on the working mesh; ground truth carried to the working
+vertices, and to the copies' new vertices, by closest surface point): the temperature
+fitted on the validation meshes' logits (``T``; :func:`meshgdl.train.metrics.fit_temperature`)
+and on them and their copies (``T_copies``), and the expected calibration error (15 bins)
+and NLL at ``T = 1``, ``T`` and ``T_copies`` on validation and test meshes, with and
+without their copies; the reliability bins of the 18 test meshes at ``T = 1`` and ``T``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measure  # noqa: E402
+from human_seg_robustness import transformed  # noqa: E402
+
+SPLITS = ROOT / "tools" / "splits" / "human_seg"
+TEST_SETS = ("original", "rotated", "noise", "remesh_5k", "remesh_50k", "holes")
+SHREC_HUMAN = ("man", "woman", "santa")
+SHREC_HUMANOID = ("alien", "armadillo", "gorilla", "centaur")
+#: The network's layers whose pooled features are scored: -1 = the invariant summary the
+#: head sees; 6 = the end of the U-Net's coarsest level (human_parts: 3 levels x 2 blocks).
+FEATURE_LAYERS = (-1, 6)
+#: Pairs of scores also tried together (robust z-scores summed; see below).
+COMBINED = (("max_prob", "mahalanobis@-1"), ("entropy", "mahalanobis@-1"))
+
+
+def procedural_meshes():
+    """``[(name, V, F)]``: non-human shapes made here (and the non-human sample meshes)."""
+    from meshgdl.data.synthetic import bumpy_sphere, icosphere, torus
+    from meshgdl.io import load_mesh
+
+    out = [("sphere", *icosphere(4))]
+    for a, b in ((1.0, 0.5), (1.0, 0.25), (0.6, 0.3)):
+        V, F = icosphere(4)
+        out.append((f"ellipsoid_{a}_{b}", V * np.array([1.0, a, b]), F))
+    for R, r in ((1.0, 0.35), (1.0, 0.15), (1.0, 0.6), (2.0, 0.2)):
+        out.append((f"torus_{R}_{r}", *torus(64, 32, R, r)))
+    for seed in range(6):
+        out.append((f"bumpy_{seed}", *bumpy_sphere(4, 0.15 + 0.05 * (seed % 3), 8 + 4 * seed, seed)))
+    for nm in ("bumpy_sphere.stl", "icosphere.obj", "torus.off"):
+        m = load_mesh(ROOT / "sample_meshes" / nm)
+        out.append((nm, m.V, m.F))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="human_parts")
+    p.add_argument("--data-root", help="default $MESHGDL_DATA or ../shared/datasets")
+    p.add_argument("--rate", type=float, default=0.05, help="share of validation meshes a threshold may flag")
+    p.add_argument("--seed", type=int, default=0, help="of the transformed test copies")
+    p.add_argument("--max-reference", type=int, help="only the first N training meshes as reference")
+    p.add_argument("--json", metavar="OUT.json")
+    a = p.parse_args(argv)
+
+    import torch
+
+    from meshgdl.data.datasets import default_data_root, get_dataset
+    from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.data.working_mesh import working_mesh
+    from meshgdl.io import Mesh, load_animation, load_mesh
+    from meshgdl.ood import FeatureReference, fit_threshold, logit_scores, mesh_outputs, pooled_features
+    from meshgdl.segmentation import load_segmenter
+    from meshgdl.train.metrics import (calibration_bins, expected_calibration_error, fit_temperature, roc_auc,
+                                       softmax, temperature_nll)
+
+    torch.set_num_threads(1)
+    env0 = measure.environment()
+    print(measure.environment_line(env0))
+    root = Path(a.data_root) if a.data_root else Path(default_data_root())
+    seg = load_segmenter(a.model)
+    t_start = time.perf_counter()
+
+    def run(V, F, y=None):
+        m = Mesh.from_arrays(np.asarray(V, np.float64), np.asarray(F, np.int64))
+        wm = working_mesh(m.V, m.F, seg.working_vertices, area=seg.area, fill=seg.fill_holes)
+        z, feats, mass, idx = mesh_outputs(seg, wm.V, wm.F, layer=list(FEATURE_LAYERS))
+        rec = {"logits": z, "mass": mass, "pooled": [pooled_features(f, mass) for f in feats]}
+        if y is not None:  # ground truth on the working vertices: closest surface point of the input
+            rec["y"] = nearest_surface_labels(wm.V[idx], wm.normalize(m.V), m.F, np.asarray(y))
+        return rec
+
+    groups: dict[str, list[dict]] = {}
+
+    def copy_labels(s, Vt, it):
+        """The ground truth on a transformed copy's vertices (closest surface point of the
+        original where the vertices are new)."""
+        return it.y if s in ("original", "rotated", "noise") else nearest_surface_labels(Vt, it.V, it.F, it.y)
+
+    def add(group, name, V, F, y=None):
+        r = run(V, F, y)
+        r["name"] = name
+        groups.setdefault(group, []).append(r)
+
+    split = dict(split_dir=SPLITS)
+    ref = get_dataset("human_seg", "train", a.data_root, **split)
+    n_ref = len(ref) if a.max_reference is None else min(a.max_reference, len(ref))
+    for i in range(n_ref):
+        it = ref[i]
+        add("reference", it.name, it.V, it.F)
+    print(f"reference: {n_ref} meshes ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
+    rng = np.random.default_rng(a.seed)
+    val = get_dataset("human_seg", "val", a.data_root, **split)
+    for i in range(len(val)):
+        it = val[i]
+        for s in TEST_SETS:
+            Vt, Ft, _ = transformed(s, it.V, it.F, rng)
+            add("val" if s == "original" else f"val/{s}", it.name, Vt, Ft, copy_labels(s, Vt, it))
+    test = get_dataset("human_seg", "test", a.data_root)
+    for i in range(len(test)):
+        it = test[i]
+        for s in TEST_SETS:
+            Vt, Ft, _ = transformed(s, it.V, it.F, rng)
+            add(f"test/{s}", it.name, Vt, Ft, copy_labels(s, Vt, it))
+    print(f"val + test ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
+    shrec = root / "shrec_11_meshcnn_split16" / "shrec_16"
+    for cdir in sorted(d for d in shrec.iterdir() if d.is_dir()):
+        g = ("shrec_human" if cdir.name in SHREC_HUMAN else "shrec_humanoid" if cdir.name in SHREC_HUMANOID
+             else f"shrec/{cdir.name}")
+        for f in sorted(cdir.glob("*/*.obj")):
+            m = load_mesh(f)
+            add(g, f"{cdir.name}/{f.stem}", m.V, m.F)
+    anim = load_animation(root / "animations" / "horse_gallop.obj", root / "animations" / "horse_gallop.pc2")
+    for t in range(anim.n_frames):
+        fr = anim.frame(t)
+        add("horse", f"frame_{t}", fr.V, fr.F)
+    for nm, V, F in procedural_meshes():
+        add("procedural", nm, V, F)
+    print(f"all groups ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
+
+    # ---- calibration: T on the validation meshes' vertices only
+    def stack(gs, key):
+        return np.concatenate([r[key] for g in gs for r in groups[g]])
+
+    val_all = ["val"] + [g for g in groups if g.startswith("val/")]
+    test_all = [g for g in groups if g.startswith("test/")]
+    zv, yv = stack(["val"], "logits"), stack(["val"], "y")
+    zt, yt = stack(["test/original"], "logits"), stack(["test/original"], "y")
+    T = fit_temperature(zv, yv)  # the validation meshes as they are
+    T_copies = fit_temperature(stack(val_all, "logits"), stack(val_all, "y"))  # and their copies
+    calib = {"temperature": T, "temperature_with_copies": T_copies, "n_val_vertices": int((yv >= 0).sum()),
+             "n_test_vertices": int((yt >= 0).sum()), "rows": {}}
+    print(f"\ntemperature fitted on the {len(groups['val'])} validation meshes' {calib['n_val_vertices']} vertices: "
+          f"T = {T:.3f}; on them and their transformed copies: T = {T_copies:.3f}")
+    print(f"{'meshes':<22} {'vertices':>8} {'acc':>6} {'ECE T=1':>8} {'ECE T':>7} {'ECE T_copies':>12} "
+          f"{'NLL T=1':>8} {'NLL T':>6} {'NLL T_copies':>12}")
+    for nm, gs in (("val", ["val"]), ("val + copies", val_all), ("test", ["test/original"]),
+                   ("test + copies", test_all)):
+        z, y = stack(gs, "logits"), stack(gs, "y")
+        row = {"vertices": int((y >= 0).sum()), "accuracy": float((z.argmax(1) == y)[y >= 0].mean())}
+        for tag, tt in (("1", 1.0), ("T", T), ("T_copies", T_copies)):
+            row[f"ece_{tag}"] = expected_calibration_error(softmax(z, tt), y)
+            row[f"nll_{tag}"] = temperature_nll(z, y, tt)
+        calib["rows"][nm] = row
+        print(f"{nm:<22} {row['vertices']:8d} {100 * row['accuracy']:5.1f}% {100 * row['ece_1']:7.2f}% "
+              f"{100 * row['ece_T']:6.2f}% {100 * row['ece_T_copies']:11.2f}% {row['nll_1']:8.3f} {row['nll_T']:6.3f} "
+              f"{row['nll_T_copies']:12.3f}")
+    bins = {tag: calibration_bins(softmax(zt, tt), yt) for tag, tt in (("before", 1.0), ("after", T))}
+    print("\nreliability, 18 test meshes (per vertex): bin, count, confidence / accuracy with T = 1 | T")
+    for b in range(len(bins["before"]["count"])):
+        cb, ca = bins["before"], bins["after"]
+        if cb["count"][b] or ca["count"][b]:
+            print(f"  ({cb['edges'][b]:.2f}, {cb['edges'][b + 1]:.2f}]  {cb['count'][b]:6d} "
+                  f"{cb['confidence'][b]:.3f} / {cb['accuracy'][b]:.3f}  |  {ca['count'][b]:6d} "
+                  f"{ca['confidence'][b]:.3f} / {ca['accuracy'][b]:.3f}")
+
+    # ---- per-mesh scores
+    refs = [FeatureReference.fit(np.stack([r["pooled"][j] for r in groups["reference"]]))
+            for j in range(len(FEATURE_LAYERS))]
+    for g, rs in groups.items():
+        for r in rs:
+            sc = {}
+            for tag, tt in (("", 1.0), ("_T", T)):
+                for k, v in logit_scores(r["logits"], r["mass"], tt).items():
+                    sc[k + tag] = v
+            for j, l in enumerate(FEATURE_LAYERS):
+                for k, v in refs[j].scores(r["pooled"][j]).items():
+                    sc[f"{k}@{l}"] = v
+            r["scores"] = sc
+    # a pair: the sum of both scores, each centred and scaled by its median and
+    # interquartile range over the validation meshes and their copies
+    val_recs = [r for g in groups if g == "val" or g.startswith("val/") for r in groups[g]]
+    for a_, b_ in COMBINED:
+        st = []
+        for k in (a_, b_):
+            x = np.array([r["scores"][k] for r in val_recs])
+            q1, q2, q3 = np.quantile(x, [0.25, 0.5, 0.75])
+            st.append((k, q2, q3 - q1))
+        for rs in groups.values():
+            for r in rs:
+                r["scores"][f"{a_}+{b_}"] = sum((r["scores"][k] - m) / iqr for k, m, iqr in st)
+    names = list(groups["val"][0]["scores"])
+    test_groups = [g for g in groups if g.startswith("test/")]
+    ood_groups = [g for g in groups if g.startswith("shrec/")] + ["horse", "procedural"]
+    shown = ["shrec (non-human)", "horse", "procedural", "shrec_human", "shrec_humanoid"]
+
+    def vals(gs, nm):
+        return np.array([r["scores"][nm] for g in gs for r in groups[g]])
+
+    val_groups = ["val"] + [g for g in groups if g.startswith("val/")]
+    table = {}
+    for nm in names:
+        thr0 = fit_threshold(vals(["val"], nm), a.rate)  # the 33 validation meshes as they are
+        thr = fit_threshold(vals(val_groups, nm), a.rate)  # and their transformed copies
+        s_in, s_out = vals(test_groups, nm), vals(ood_groups, nm)
+        row = {"threshold": thr, "auroc": roc_auc(s_in, s_out),
+               "auroc_per_set": {g: roc_auc(vals([g], nm), s_out) for g in test_groups},
+               "threshold_val_originals": thr0, "test_flagged_val_originals": float((s_in > thr0).mean()),
+               "ood_flagged_val_originals": float((s_out > thr0).mean()),
+               "val_flagged": float((vals(val_groups, nm) > thr).mean()),
+               "test_flagged": float((s_in > thr).mean()),
+               "test_flagged_per_set": {g: float((vals([g], nm) > thr).mean()) for g in test_groups},
+               "ood_flagged": float((s_out > thr).mean())}
+        for label, gs in zip(shown, ([g for g in groups if g.startswith("shrec/")], ["horse"], ["procedural"],
+                                     ["shrec_human"], ["shrec_humanoid"])):
+            row["flagged/" + label] = float((vals(gs, nm) > thr).mean())
+        row["per_class_flagged"] = {g: float((vals([g], nm) > thr).mean()) for g in ood_groups}
+        table[nm] = row
+
+    n_in, n_out = len(vals(test_groups, names[0])), len(vals(ood_groups, names[0]))
+    n_val = len(vals(val_groups, names[0]))
+    print(f"\nper-mesh scores: thresholds flag <= {100 * a.rate:.0f} % of {len(groups['val'])} validation meshes "
+          f"(A) or of them and their copies, {n_val} (B); {n_in} in-distribution test meshes ({', '.join(TEST_SETS)}), "
+          f"{n_out} out-of-distribution meshes; T = {T:.3f} for the _T scores")
+    print(f"{'score':<27} {'AUROC':>6} {'AUROC-holes':>11} {'A: test':>7} {'A: OOD':>6} {'B: val':>6} {'B: test':>7} "
+          f"{'B: OOD':>6}  " + " ".join(f"{s[:14]:>14}" for s in shown))
+    for nm in names:
+        r = table[nm]
+        s_in = vals([g for g in test_groups if g != "test/holes"], nm)
+        r["auroc_without_holes"] = roc_auc(s_in, vals(ood_groups, nm))
+        print(f"{nm:<27} {r['auroc']:6.3f} {r['auroc_without_holes']:11.3f} {100 * r['test_flagged_val_originals']:6.1f}% "
+              f"{100 * r['ood_flagged_val_originals']:5.1f}% {100 * r['val_flagged']:5.1f}% {100 * r['test_flagged']:6.1f}% "
+              f"{100 * r['ood_flagged']:5.1f}%  " + " ".join(f"{100 * r['flagged/' + s]:13.1f}%" for s in shown))
+    print("\ntest meshes flagged per set (threshold B): " + "; ".join(
+        f"{nm}: " + ", ".join(f"{g[5:]} {100 * v:.0f}%" for g, v in table[nm]["test_flagged_per_set"].items())
+        for nm in names))
+    print("\nout-of-distribution meshes flagged per group:")
+    for g in ood_groups:
+        print(f"  {g:<22} n={len(groups[g]):3d}  " + " ".join(
+            f"{nm} {100 * table[nm]['per_class_flagged'][g]:.0f}%" for nm in names))
+    print(f"\n{time.perf_counter() - t_start:.0f} s; load average {measure.load_average()}")
+    if a.json:
+        per_mesh = {g: [{"name": r["name"], **r["scores"]} for r in rs] for g, rs in groups.items()}
+        out = {"calibration": calib, "reliability_test": bins, "scores": table, "per_mesh": per_mesh,
+               "groups": {g: len(rs) for g, rs in groups.items()}}
+        measure.write_json(a.json, measure.record("ood.py", out, vars(a), env0))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
