@@ -68,7 +68,7 @@ def load_entry(path: str | os.PathLike, read: Callable[[dict, dict], T], what: s
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["__meta__"]).decode())
-            arrays = {k: np.array(z[k]) for k in z.files if k != "__meta__"}
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}  # each read is already a fresh array
         return read(arrays, meta)
     except READ_ERRORS as exc:
         log.warning("ignoring unusable %s %s (%s); recomputing", what, path, exc)
