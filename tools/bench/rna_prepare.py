@@ -8,10 +8,9 @@ machine, versions, commit, load).
 
 Parallel (WORKERS processes) and resumable: every cache entry is written atomically
 under a key of its inputs, so a run that is interrupted and started again computes only
-the meshes whose entries are missing. Reported: wall time (and per mesh asked for: meshes already
-cached cost only their check), the cache
-folder's files and size before and after (what this run added), and the meshes that
-failed.
+the meshes whose entries are missing. Reported: wall time (and per mesh asked for; meshes
+already cached cost only their check), the cache folder's files and size before and after
+(what this run added), and the meshes that failed.
 """
 
 import argparse
