@@ -485,6 +485,22 @@ def test_cli_config_and_flags(tmp_path):
     assert cfg.seed == 3 and cfg.deterministic is False
 
 
+def test_deterministic_mode_does_not_fill_new_tensors():
+    """--seed turns on torch's deterministic algorithms but not its NaN fill of every
+    torch.empty (a per-step cost the bare step never pays; nothing reads such memory)."""
+    from meshgdl.train.loop import set_determinism
+
+    was = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+           torch.utils.deterministic.fill_uninitialized_memory)
+    try:
+        set_determinism(0, True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+    finally:
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+        torch.utils.deterministic.fill_uninitialized_memory = was[2]
+
+
 def test_cli_model_choices_come_from_the_registry(tmp_path, capsys):
     """--model accepts any registered kind (a toy one here; no training), and an unknown
     kind -- from --model, --model-option kind= or a config -- is one error line, exit 2."""
