@@ -538,6 +538,33 @@ def test_cli_model_choices_come_from_the_registry(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_train_loop_bench_runs_the_model_of_the_bare_step(monkeypatch):
+    """tools/bench/train_loop.py's meshgdl train command builds exactly the configs its bare
+    step (train_step.py) times, so both read the same cache entries (no training here)."""
+    from meshgdl.cli import build_parser
+    from meshgdl.cli.train import build_config
+
+    bench = Path(__file__).resolve().parents[1] / "tools" / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    for k in ("OMP_WAIT_POLICY",):  # the scripts settle it at import
+        monkeypatch.setenv(k, os.environ.get(k, "PASSIVE"))
+    spec = importlib.util.spec_from_file_location("train_loop_under_test", bench / "train_loop.py")
+    tl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tl)
+    from meshgdl.nn.models import ModelConfig
+
+    for kind, options in tl.MODELS.items():
+        cmd = tl.train_command(kind, 8, 3, 2, "out", "cache", None, 2, ["--in-memory"])
+        argv = cmd[cmd.index("train"):]  # after "<python> -c <boot> -m meshgdl"
+        args = build_parser().parse_args(argv)
+        cfg = build_config(args)
+        assert (cfg.max_meshes, cfg.epochs, cfg.batch_size, cfg.val_fraction, cfg.seed) == (8, 3, 2, 0.0, 0)
+        assert cfg.in_memory is True and cfg.augment_rotate is None and cfg.grad_clip == 1.0
+        ours = ModelConfig.from_dict({**cfg.model, "task": "segmentation", "n_classes": 260})
+        bare = ModelConfig(task="segmentation", n_classes=260, **options)
+        assert ours.to_dict() == bare.to_dict(), kind
+
+
 # --------------------------------------------------------------------------- real models (when present)
 
 
