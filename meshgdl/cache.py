@@ -75,4 +75,17 @@ def load_entry(path: str | os.PathLike, read: Callable[[dict, dict], T], what: s
         return None
 
 
-__all__ = ["READ_ERRORS", "content_key", "save_entry", "load_entry"]
+def folder_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(files, bytes)`` under ``path``, recursively; ``(0, 0)`` if it does not exist."""
+    files = size = 0
+    for root, _, names in os.walk(path):
+        for n in names:
+            try:
+                size += os.stat(os.path.join(root, n)).st_size
+                files += 1
+            except OSError:  # gone meanwhile (e.g. a temporary file renamed into place)
+                pass
+    return files, size
+
+
+__all__ = ["READ_ERRORS", "content_key", "save_entry", "load_entry", "folder_size"]

@@ -186,6 +186,11 @@ def test_training_reduces_loss_and_writes_run(seg_root, tmp_path):
     info = json.loads((run / "dataset.json").read_text())
     assert len(info["train"]["names"]) == 4 and len(info["val"]["names"]) == 2
     assert not set(info["train"]["names"]) & set(info["val"]["names"])
+    # preprocessing time and the cache's size are recorded; per epoch, CPU time and page faults
+    prep = info["preprocessing"]
+    assert prep["train"]["meshes"] == 4 and prep["val"]["meshes"] == 2 and prep["train"]["seconds"] >= 0
+    assert prep["cache"]["files"] > 0 and prep["cache"]["bytes"] > 0
+    assert all(r["train_cpu_seconds"] > 0 and r["train_page_faults"] >= 0 for r in rows)
     # cosine schedule: lr decreases monotonically to min_lr_ratio * lr at the last epoch
     lrs = [r["lr"] for r in rows]
     assert lrs[0] == pytest.approx(1e-2) and all(a > b for a, b in zip(lrs, lrs[1:]))

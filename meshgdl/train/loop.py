@@ -363,6 +363,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
     import torch
     from tqdm.auto import tqdm
 
+    from meshgdl.cache import folder_size
     from meshgdl.data.datasets import DatasetWarning, get_dataset
     from meshgdl.data.preprocess import PreparedDataset, default_cache_dir, preprocess
     from meshgdl.data.transforms import RandomRemesh, build_augmentation
@@ -393,6 +394,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
 
     # one process computes the caches; the others wait and then read them
     unusable: dict[str, dict[int, str]] = {"train": {}, "val": {}}
+    prep: dict[str, Any] = {}
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         for ds, idx, nm in ((train_ds, tr_idx, "train"), (val_ds, va_idx, "val")):
@@ -401,8 +403,17 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
                                progress=show, desc=f"preprocess {nm}",
                                on_error="skip" if cfg.skip_bad_meshes else "raise")
                 unusable[nm] = r["failed"]
+                prep[nm] = {"meshes": r["n"], "seconds": r["seconds"], "failed": len(r["failed"])}
                 for msg in r["failed"].values():
                     warnings.warn(f"skipped {nm} mesh: {msg}", DatasetWarning, stacklevel=2)
+        files, size = folder_size(cache_dir)
+        prep["cache"] = {"dir": str(cache_dir), "files": files, "bytes": size}
+        runs = {k: p for k, p in prep.items() if k != "cache"}
+        seconds = sum(p["seconds"] for p in runs.values())
+        if seconds >= 1:  # quiet when everything was cached already
+            what = " + ".join(f"{p['meshes']} {k}" for k, p in runs.items())
+            log(f"meshgdl: preprocessing ({what} meshes): {seconds:.1f} s with {cfg.workers} process(es); "
+                f"cache {cache_dir}: {files} files, {size / 2**20:.0f} MiB")
     unusable = dist_mod.broadcast_object(ctx, unusable)
     tr_idx = [i for i in tr_idx if i not in unusable["train"]]
     va_idx = [i for i in va_idx if i not in unusable["val"]]
@@ -414,6 +425,7 @@ def _train(cfg: TrainConfig, out: Path, ck, api, ctx, seed: int) -> dict:
             "val": None if val_ds is None else {
                 **val_ds.describe(), "names": [val_ds.records[i].name for i in va_idx]},
             "max_meshes": cfg.max_meshes,
+            "preprocessing": prep,
             "unusable": {nm: {(train_ds if nm == "train" else val_ds).records[i].name: m for i, m in d.items()}
                          for nm, d in unusable.items()},
         }

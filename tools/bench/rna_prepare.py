@@ -14,26 +14,13 @@ already cached cost only their check), the cache folder's files and size before 
 """
 
 import argparse
-import os
 
 import measure
+from meshgdl.cache import folder_size
 from meshgdl.data.batching import prepare
 from meshgdl.data.datasets import get_dataset
 from meshgdl.data.preprocess import default_cache_dir, preprocess
 from meshgdl.nn.models import ModelConfig
-
-
-def folder_size(path) -> tuple[int, int]:
-    """(files, bytes) under ``path`` (0, 0 if it does not exist)."""
-    files = size = 0
-    for root, _, names in os.walk(path):
-        for n in names:
-            try:
-                size += os.stat(os.path.join(root, n)).st_size
-                files += 1
-            except OSError:  # removed meanwhile (a temporary file renamed into place)
-                pass
-    return files, size
 
 
 def main(argv=None) -> int:
