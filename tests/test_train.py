@@ -339,6 +339,24 @@ def test_preprocessing_cache_is_used(seg_root, tmp_path):
     assert np.array_equal(c.V, b.V)
 
 
+def test_interrupted_preprocessing_resumes_with_the_missing_meshes(seg_root, tmp_path, monkeypatch):
+    """A preprocessing run stopped after some meshes leaves complete entries only (atomic
+    writes); running it again parses and computes just the meshes still missing."""
+    from meshgdl.data.datasets import MeshFolder
+    from meshgdl.data.preprocess import preprocess
+
+    ds = MeshFolder(seg_root, "train")
+    cache = tmp_path / "cache"
+    preprocess(ds, None, None, cache, progress=False, indices=[0, 1])  # "interrupted" after two
+    (cache / "items" / "half-written.npz.tmp").write_bytes(b"\0" * 10)  # a write cut short
+    loaded = []
+    orig = MeshFolder.__getitem__
+    monkeypatch.setattr(MeshFolder, "__getitem__", lambda self, i: loaded.append(i) or orig(self, i))
+    r = preprocess(ds, None, None, cache, progress=False)
+    assert sorted(loaded) == list(range(2, len(ds))) and not r["failed"]
+    assert len(list((cache / "items").glob("*.npz"))) == len(ds)
+
+
 def test_parallel_preprocessing_matches_serial(seg_root, tmp_path):
     from meshgdl.data.datasets import MeshFolder
     from meshgdl.data.preprocess import load_item, preprocess
