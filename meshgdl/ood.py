@@ -190,7 +190,9 @@ def mesh_outputs(model, V: np.ndarray, F: np.ndarray, layer=-1, min_vertices: in
 
     V = np.asarray(V, dtype=np.float64)
     F = np.asarray(F, dtype=np.int64)
-    parts, _, _ = model_components(F, len(V), MIN_MODEL_VERTICES if min_vertices is None else min_vertices)
+    if min_vertices is None:
+        min_vertices = getattr(model, "min_component_vertices", MIN_MODEL_VERTICES)
+    parts, _, _ = model_components(F, len(V), min_vertices)
     area = vertex_areas(V, F)
     zs, fs, idxs = [], [], []
     for idx, Fc in parts:

@@ -42,6 +42,7 @@ All geometry is numpy/scipy; only :class:`Segmenter` touches torch.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ from meshgdl.pretrained import LoadedModel
 from meshgdl.threads import blas_threads
 
 #: Working-mesh components with fewer vertices are labelled from the others (too small
-#: for a U-Net's coarse levels).
+#: for a U-Net's coarse levels; a model's own hierarchy may need more:
+#: :attr:`Segmenter.min_component_vertices`).
 MIN_MODEL_VERTICES = 64
 #: Rounds of majority smoothing when the model description does not say.
 DEFAULT_SMOOTH_ITERATIONS = 2
@@ -91,6 +93,19 @@ class Segmenter(LoadedModel):
         """Close the working mesh's holes before predicting: the model description's
         ``fill_holes`` (measured per model), else False."""
         return bool(self.info.get("fill_holes", False))
+
+    @property
+    def min_component_vertices(self) -> int:
+        """The fewest vertices a working-mesh component needs to go through the model:
+        :data:`MIN_MODEL_VERTICES`, or more where the coarsest U-Net level would fall
+        below the decimator's minimum (``ceil(ratio * n) >= MIN_COARSE_VERTICES``)."""
+        from meshgdl.data.batching import GeometryConfig
+        from meshgdl.geometry.remesh import MIN_COARSE_VERTICES
+
+        g = GeometryConfig.of(self.config)
+        if not g.uses_hierarchy or len(g.ratios) < 2:
+            return MIN_MODEL_VERTICES
+        return max(MIN_MODEL_VERTICES, int(math.floor((MIN_COARSE_VERTICES - 1) / min(g.ratios))) + 1)
 
     @property
     def smooth_iterations(self) -> int:
@@ -125,7 +140,7 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "
 
 
 def predict_by_component(segmenter: Segmenter, V: np.ndarray, F: np.ndarray,
-                         min_vertices: int = MIN_MODEL_VERTICES) -> np.ndarray:
+                         min_vertices: int | None = None) -> np.ndarray:
     """Class probabilities ``(k, C) float64`` on a working mesh ``V (k, 3), F (l, 3)``,
     every connected component run through the model as a mesh of its own.
 
@@ -133,10 +148,11 @@ def predict_by_component(segmenter: Segmenter, V: np.ndarray, F: np.ndarray,
     times), so surfaces that do not touch must not share those statistics: a loose
     sphere with 2 % of the area changed about 60 % of a human body's labels when both
     went through the model as one mesh. Components with fewer than ``min_vertices``
+    (default :attr:`Segmenter.min_component_vertices`)
     vertices (too small for the model's hierarchy) take the probabilities of their
     closest point on the others. One component: exactly ``segmenter.predict(V, F)``.
     """
-    parts, small, Fb = model_components(F, len(V), min_vertices)
+    parts, small, Fb = model_components(F, len(V), min_vertices or segmenter.min_component_vertices)
     if len(parts) == 1 and not len(small):
         return segmenter.predict(V, F)
     probs = np.zeros((len(V), segmenter.n_classes), dtype=np.float64)
@@ -210,7 +226,7 @@ class SegmentationPlan:
         return probs
 
 
-def plan_segmentation(mesh: Mesh, segmenter: Segmenter, min_vertices: int = MIN_MODEL_VERTICES) -> SegmentationPlan:
+def plan_segmentation(mesh: Mesh, segmenter: Segmenter, min_vertices: int | None = None) -> SegmentationPlan:
     """Plan the segmentation of every pose of ``mesh``'s connectivity from its rest pose
     ``mesh.V``: the working mesh (:func:`meshgdl.data.working_mesh.attach_working_mesh`),
     each component's coarse levels (:func:`meshgdl.data.batching.attach_sample`) and the
@@ -224,7 +240,7 @@ def plan_segmentation(mesh: Mesh, segmenter: Segmenter, min_vertices: int = MIN_
                            fill=segmenter.fill_holes)
         rep = attach_working_mesh(wm0, mesh.V, mesh.F, segmenter.area)
         wm = rep.apply(mesh.V)
-        parts, small, Fb = model_components(wm.F, len(wm.V), min_vertices)
+        parts, small, Fb = model_components(wm.F, len(wm.V), min_vertices or segmenter.min_component_vertices)
         parts = [(idx, Fc, attach_sample(wm.V[idx], Fc, segmenter.config)) for idx, Fc in parts]
         sf, sb, _ = project_to_surface(wm.V[small], wm.V, Fb)
         face, bary, _ = project_to_surface(wm.normalize(mesh.V), wm.V, wm.F, normals=vertex_normals(mesh.V, mesh.F))

@@ -548,3 +548,22 @@ def test_fill_holes_closes_simple_loops_and_keeps_orientation():
     # a closed mesh is returned as it is
     V3, F3 = fill_holes(V, F)
     assert V3 is V and F3 is F
+
+
+def test_components_too_small_for_the_coarsest_level_are_labelled_from_the_others(segmenter):
+    """A component of 100 working vertices passes MIN_MODEL_VERTICES but its 1/16 level
+    would have 7 vertices, below the decimator's minimum of 8: it is labelled from its
+    closest point on the big component instead of failing (figure_parts failed on
+    sample_meshes/defects.obj this way)."""
+    from meshgdl.segmentation import MIN_MODEL_VERTICES, predict_by_component
+
+    from meshes import torus
+
+    assert segmenter.min_component_vertices == 113 > MIN_MODEL_VERTICES
+    Vb, Fb = icosphere(3)
+    Vs, Fs = torus(10, 10, R=0.3, r=0.1)  # 100 vertices
+    V = np.concatenate([Vb, Vs + [3.0, 0.0, 0.0]])
+    F = np.concatenate([Fb, Fs + len(Vb)])
+    probs = predict_by_component(segmenter, V, F)
+    assert probs.shape == (len(V), segmenter.n_classes) and np.allclose(probs.sum(1), 1.0)
+    np.testing.assert_allclose(probs[:len(Vb)], segmenter.predict(Vb, Fb), atol=1e-12)
