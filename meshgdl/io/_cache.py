@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from meshgdl.errors import MeshError
+from meshgdl.io._common import readable_file
 
 #: Caches whose positions take fewer bytes than this are scanned for NaN/Inf when
 #: opened; larger ones only frame by frame, as frames are read (so they open at once).
@@ -33,18 +34,7 @@ class CacheData:
 
 def open_cache(path: str | os.PathLike) -> tuple[Path, str, int]:
     """``(path, name for messages, size in bytes)`` of an existing, readable cache file."""
-    p = Path(path)
-    name = str(path)
-    if not p.exists():
-        raise MeshError(f"{name}: file not found")
-    if p.is_dir():
-        raise MeshError(f"{name}: is a directory, not a point-cache file")
-    if not os.access(p, os.R_OK):
-        raise MeshError(f"{name}: file is not readable (permission denied)")
-    size = p.stat().st_size
-    if size == 0:
-        raise MeshError(f"{name}: file is empty")
-    return p, name, size
+    return readable_file(path, "point-cache file")
 
 
 def check_counts(name: str, fmt: str, n_frames: int, n_points: int) -> None:

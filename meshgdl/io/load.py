@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from meshgdl.errors import MeshError
+from meshgdl.io._common import readable_file
 from meshgdl.io._trimesh import _read_trimesh
 from meshgdl.io.mesh import Mesh, _build_mesh
 from meshgdl.io.obj import _read_obj
@@ -40,22 +40,8 @@ def load_mesh(
         file, no faces (point cloud or empty), non-finite coordinates, face indices
         out of range, too many vertices.
     """
-    p = Path(path)
-    name = str(path)
-    if not p.exists():
-        raise MeshError(f"{name}: file not found")
-    if p.is_dir():
-        raise MeshError(f"{name}: is a directory, not a mesh file")
+    p, name, _ = readable_file(path, "mesh file", SUPPORTED_EXTENSIONS)
     ext = p.suffix.lower()
-    if ext not in SUPPORTED_EXTENSIONS:
-        raise MeshError(
-            f"{name}: unsupported file type '{p.suffix or '(none)'}'; "
-            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
-    if not os.access(p, os.R_OK):
-        raise MeshError(f"{name}: file is not readable (permission denied)")
-    if p.stat().st_size == 0:
-        raise MeshError(f"{name}: file is empty")
     warnings: list[str] = []
     try:
         if ext == ".obj":
