@@ -235,3 +235,85 @@ def test_remesh_item_transfers_labels():
     assert out.orig_to_new.min() >= 0 and out.orig_to_new.max() < len(out.V)
     kept = RandomRemesh(0.5, 0.6, p=0.0)(item, np.random.default_rng(0))
     assert kept is item
+
+
+# --------------------------------------------------------------------------- surface deformations
+
+
+def _long_box(n: int = 400, seed: int = 0):
+    """Points filling a 4 x 1 x 1 box (extent along x), for the deformation fields."""
+    return np.random.default_rng(seed).uniform([-2, -0.5, -0.5], [2, 0.5, 0.5], size=(n, 3))
+
+
+@pytest.mark.parametrize("make", ["smooth", "aniso", "bend"])
+def test_deformation_fields_are_seeded_and_move_points(make):
+    from meshgdl.data.transforms import anisotropic_scaling, bend_twist, smooth_deformation
+
+    X = _long_box()
+    build = {"smooth": lambda rng: smooth_deformation(X, rng, 0.2),
+             "aniso": lambda rng: anisotropic_scaling(X, rng, 1.6),
+             "bend": lambda rng: bend_twist(X, rng, np.pi / 3, np.pi / 3)}[make]
+    a = build(np.random.default_rng(5))(X)
+    b = build(np.random.default_rng(5))(X)
+    c = build(np.random.default_rng(6))(X)
+    assert a.shape == X.shape and np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, b)  # same seed, same field
+    assert not np.allclose(a, c)  # another seed, another field
+    assert np.abs(a - X).max() > 1e-3  # it moves the points
+
+
+def test_anisotropic_scaling_is_linear_within_the_ratio():
+    from meshgdl.data.transforms import anisotropic_scaling
+
+    X = _long_box()
+    for seed in range(10):
+        f = anisotropic_scaling(X, np.random.default_rng(seed), 1.5)
+        c = X.mean(axis=0)
+        A = np.linalg.lstsq(X - c, f(X) - c, rcond=None)[0]
+        np.testing.assert_allclose((X - c) @ A + c, f(X), atol=1e-10)  # a linear map about the centroid
+        s = np.linalg.svd(A, compute_uv=False)
+        assert s.max() / s.min() <= 1.5 + 1e-9
+        assert s.max() / s.min() > 1.0 + 1e-6  # not a rigid or isotropic change
+        np.testing.assert_allclose(A, A.T, atol=1e-12)  # pure stretch, no rotation
+    with pytest.raises(ValueError):
+        anisotropic_scaling(X, np.random.default_rng(0), 0.5)
+
+
+def test_bend_twist_without_angles_is_identity_and_keeps_axis_lengths():
+    from meshgdl.data.transforms import bend_twist
+
+    X = _long_box()
+    np.testing.assert_allclose(bend_twist(X, np.random.default_rng(1), 0.0, 0.0)(X), X, atol=1e-12)
+    # a pure twist is a rotation of each slice about the axis: distances to the centroid axis kept
+    rng = np.random.default_rng(2)
+    f = bend_twist(X, rng, np.pi / 2, 0.0)
+    Y = f(X)
+    assert np.abs(Y - X).max() > 1e-2
+    np.testing.assert_allclose(np.linalg.norm(Y - X.mean(0), axis=1), np.linalg.norm(X - X.mean(0), axis=1),
+                               atol=1e-9)
+
+
+def test_smooth_deformation_strain_bounds_its_displacement():
+    from meshgdl.data.transforms import smooth_deformation
+
+    X = _long_box()
+    L = float(np.linalg.norm(X.max(0) - X.min(0)))
+    f = smooth_deformation(X, np.random.default_rng(3), 0.1)
+    d = np.linalg.norm(f(X) - X, axis=1)
+    # amplitude strain / sum|k| with |k| >= 2 pi / L each: at most 3 waves of it
+    assert d.max() <= 3 * 0.1 * L / (3 * 2 * np.pi) + 1e-12
+    assert d.max() > 0
+
+
+def test_cut_holes_removes_faces_only():
+    from meshgdl.data.transforms import cut_holes
+
+    V, F = icosphere(3)
+    V2, F2 = cut_holes(V, F, np.random.default_rng(0), 3, 2.0)
+    V3, F3 = cut_holes(V, F, np.random.default_rng(0), 3, 2.0)
+    np.testing.assert_array_equal(V2, V)  # vertices kept
+    np.testing.assert_array_equal(F2, F3)  # seeded
+    assert 0 < len(F2) < len(F)
+    rows = {tuple(f) for f in F.tolist()}
+    assert all(tuple(f) in rows for f in F2.tolist())  # a subset of the faces, unchanged
+    assert len(cut_holes(V, F, np.random.default_rng(0), 3, 0.0)[1]) == len(F)  # radius 0: nothing cut

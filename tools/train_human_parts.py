@@ -102,27 +102,6 @@ TRAIN = {
 }
 
 
-def smooth_deformation(V, rng, strain: float):
-    """A random smooth non-rigid displacement field ``X -> X + D(X)`` (three sine waves of
-    1-3 periods over the shape's extent, random directions), scaled so its largest
-    gradient is about ``strain``: the local stretching and compression a body's skin
-    shows between poses."""
-    L = float(np.linalg.norm(V.max(0) - V.min(0)))
-    waves = []
-    for _ in range(3):
-        k = rng.normal(size=3)
-        k *= rng.uniform(1.0, 3.0) * 2 * np.pi / (L * np.linalg.norm(k))
-        d = rng.normal(size=3)
-        d /= np.linalg.norm(d)
-        waves.append((k, d, rng.uniform(0, 2 * np.pi)))
-    amp = strain / sum(np.linalg.norm(k) for k, _, _ in waves)
-
-    def field(X):
-        X = np.asarray(X, dtype=np.float64)
-        return X + amp * sum(np.sin(X @ k + ph)[:, None] * d[None, :] for k, d, ph in waves)
-    return field
-
-
 def retriangulate(V, F, rng, n_target: int, noise: float, deform=None):
     """A finer copy (x16 faces, midpoint or Loop) with noise, decimated back by the
     segment pipeline's :func:`working_mesh`. Returns ``(Vw, Fw, wm)``; ``wm.normalize``
@@ -149,6 +128,7 @@ def retriangulate(V, F, rng, n_target: int, noise: float, deform=None):
 def make_data(work: Path, a) -> dict:
     from meshgdl.data.datasets import get_dataset, write_mesh_folder
     from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.data.transforms import smooth_deformation
 
     rng = np.random.default_rng(a.seed)
     train = get_dataset("human_seg", "train", a.data_root, SPLITS)

@@ -28,6 +28,16 @@ Two kinds of transform:
   :class:`RandomRemesh` decimates the mesh to a random fraction of its vertices
   (:func:`remesh_item`: the same decimator and label transfer as everywhere else).
 
+* **Surface deformations** of vertex positions, for making training copies of a mesh
+  before anything is computed (tools/train_shrec11.py, tools/train_human_parts.py):
+  each returns a field ``X -> X'`` (an ``(n, 3)`` array map, to be applied to the mesh
+  and, where labels are carried over, to the labelled original):
+  :func:`smooth_deformation` (sine-wave displacement of a given strain),
+  :func:`anisotropic_scaling` (different scale factors along three random orthogonal
+  axes: changes the intrinsic geometry, which no intrinsic feature is blind to) and
+  :func:`bend_twist` (a twist about, and a bend of, a random axis through the shape);
+  :func:`cut_holes` removes the faces around random centres (a scan's missing patches).
+
 Every transform is called as ``t(obj, rng)`` with a ``numpy.random.Generator`` so
 that augmentation is reproducible (the training loop derives ``rng`` from
 ``(seed, epoch, mesh index)``; the result does not depend on the data order or the
@@ -317,3 +327,102 @@ def build_augmentation(rotate: str | None = "so3", scale_range: tuple[float, flo
     if jitter_sigma:
         ts.append(RandomJitter(jitter_sigma))
     return Compose(ts)
+
+
+# --------------------------------------------------------------------------- surface deformations
+
+
+def _extent(V) -> float:
+    V = np.asarray(V, dtype=np.float64)
+    return float(np.linalg.norm(V.max(0) - V.min(0)))
+
+
+def smooth_deformation(V, rng: np.random.Generator, strain: float):
+    """A random smooth non-rigid displacement field ``X -> X + D(X)`` (three sine waves of
+    1-3 periods over the extent of ``V``, random directions), scaled so its largest
+    gradient is about ``strain``: the local stretching and compression a body's skin
+    shows between poses."""
+    L = _extent(V)
+    waves = []
+    for _ in range(3):
+        k = rng.normal(size=3)
+        k *= rng.uniform(1.0, 3.0) * 2 * np.pi / (L * np.linalg.norm(k))
+        d = rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        waves.append((k, d, rng.uniform(0, 2 * np.pi)))
+    amp = strain / sum(np.linalg.norm(k) for k, _, _ in waves)
+
+    def field(X):
+        X = np.asarray(X, dtype=np.float64)
+        return X + amp * sum(np.sin(X @ k + ph)[:, None] * d[None, :] for k, d, ph in waves)
+    return field
+
+
+def anisotropic_scaling(V, rng: np.random.Generator, max_ratio: float = 1.5):
+    """A random linear map ``X -> c + (X - c) Q diag(s) Q^T`` (``c`` the centroid of
+    ``V``, ``Q`` a uniform random rotation): scale factors ``s`` log-uniform in
+    ``[1/sqrt(max_ratio), sqrt(max_ratio)]`` along three random orthogonal axes, so two
+    directions differ by at most ``max_ratio`` (a longer neck, a flatter body)."""
+    if not max_ratio >= 1:
+        raise ValueError(f"max_ratio must be >= 1, got {max_ratio}")
+    c = np.asarray(V, dtype=np.float64).mean(axis=0)
+    Q = random_rotation_matrix(rng)
+    h = 0.5 * np.log(max_ratio)
+    s = np.exp(rng.uniform(-h, h, size=3))
+    A = Q @ np.diag(s) @ Q.T
+
+    def field(X):
+        return c + (np.asarray(X, dtype=np.float64) - c) @ A
+    return field
+
+
+def bend_twist(V, rng: np.random.Generator, max_twist: float = np.pi / 3, max_bend: float = np.pi / 3):
+    """A random twist and bend about a random axis ``a`` through the centroid of ``V``:
+    a point at height ``h`` along ``a`` (``h`` in [-1/2, 1/2] over the shape's extent
+    along ``a``) is turned about ``a`` by ``twist * h`` (|twist| uniform up to
+    ``max_twist`` radians end to end), then the axis is bent into a circular arc of total
+    angle ``bend`` (|bend| uniform up to ``max_bend``) towards a random direction ``b``
+    perpendicular to ``a``. Both keep lengths along the axis; a bend stretches the
+    outer side and compresses the inner one (a nearly isometric pose change for thin
+    parts)."""
+    V = np.asarray(V, dtype=np.float64)
+    c = V.mean(axis=0)
+    R = random_rotation_matrix(rng)
+    a, b, e = R[:, 0], R[:, 1], R[:, 2]  # axis, bend direction, third axis
+    ha = (V - c) @ a
+    lo, hi = float(ha.min()), float(ha.max())
+    length = max(hi - lo, 1e-12)
+    twist = rng.uniform(-max_twist, max_twist)
+    bend = rng.uniform(-max_bend, max_bend)
+
+    def field(X):
+        X = np.asarray(X, dtype=np.float64) - c
+        h, u, w = X @ a, X @ b, X @ e
+        t = (h - 0.5 * (lo + hi)) / length  # in [-1/2, 1/2] over the shape
+        phi = twist * t
+        u, w = u * np.cos(phi) - w * np.sin(phi), u * np.sin(phi) + w * np.cos(phi)
+        hm = h - 0.5 * (lo + hi)
+        if abs(bend) > 1e-9:
+            rad = length / bend  # arc radius (signed): the axis keeps its length
+            ang = hm / rad
+            h2 = (rad - u) * np.sin(ang) + 0.5 * (lo + hi)
+            u2 = rad - (rad - u) * np.cos(ang)
+        else:
+            h2, u2 = h, u
+        return c + h2[:, None] * a + u2[:, None] * b + w[:, None] * e
+    return field
+
+
+def cut_holes(V, F, rng: np.random.Generator, n_holes: int, radius: float):
+    """``(V, F')``: the faces of ``F`` whose centroid lies within ``radius`` mean edge
+    lengths of one of ``n_holes`` vertices drawn at random removed (vertices kept, some
+    then unused); like a scan's missing patches. A hole may cut a part off."""
+    V = np.asarray(V, dtype=np.float64)
+    F = np.asarray(F, dtype=np.int64)
+    e = float(np.linalg.norm(V[F[:, 0]] - V[F[:, 1]], axis=1).mean())
+    centres = V[rng.choice(len(V), int(n_holes), replace=False)]
+    mid = V[F].mean(axis=1)
+    keep = np.ones(len(F), dtype=bool)
+    for c in centres:
+        keep &= np.linalg.norm(mid - c, axis=1) > radius * e
+    return V, F[keep]

@@ -67,18 +67,12 @@ def remesh(V, F, n_faces: int):
 def transformed(name: str, V, F, rng):
     """``(V', F', n_body)`` of the set ``name``: the first ``n_body`` vertices are the
     body's (``pieces`` appends the loose sphere after them)."""
-    from meshgdl.data.transforms import random_rotation_matrix
+    from meshgdl.data.transforms import cut_holes, random_rotation_matrix
 
     if name in ("holes", "pieces"):
         V, F = remesh(V, F, 20_000)
-        e = float(np.linalg.norm(V[F[:, 0]] - V[F[:, 1]], axis=1).mean())
         if name == "holes":
-            centres = V[rng.choice(len(V), 12, replace=False)]
-            mid = V[F].mean(axis=1)
-            keep = np.ones(len(F), dtype=bool)
-            for c in centres:
-                keep &= np.linalg.norm(mid - c, axis=1) > 4 * e
-            return V, F[keep], len(V)
+            return (*cut_holes(V, F, rng, 12, 4.0), len(V))
         import trimesh
 
         ball = trimesh.creation.icosphere(2, radius=0.03 * float(np.ptp(V, axis=0).max()))
