@@ -149,6 +149,104 @@ def fit_threshold(scores_in, rate: float = 0.05) -> float:
     return float(s[int(np.floor(rate * s.size))])
 
 
+#: Scores a pipeline computes from the (calibrated) probabilities it already has.
+PROBABILITY_SCORES = ("max_prob", "entropy")
+#: Parts smaller than this share of the modelled area get no part verdict (too few
+#: vertices for a mean that means anything).
+MIN_PART_SHARE = 0.01
+
+
+def probability_score(probs, weights=None, score: str = "max_prob") -> float:
+    """``max_prob`` (one minus the weighted mean of each row's largest probability) or
+    ``entropy`` (weighted mean, nats) of probabilities ``probs (n, C)`` (``(C,)`` for a
+    classifier) with ``weights (n,)`` (None: equal). Equals :func:`logit_scores` of
+    logits whose softmax at the chosen temperature is ``probs``. Higher = more unusual."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 1:
+        p = p[None]
+    if p.ndim != 2 or p.shape[0] == 0 or not np.all(np.isfinite(p)) or (p < 0).any():
+        raise ValueError(f"probabilities must be a finite, non-negative (n >= 1, C) array, got shape {p.shape}")
+    if score not in PROBABILITY_SCORES:
+        raise ValueError(f"score must be one of {PROBABILITY_SCORES}, got {score!r}")
+    w = _weights(weights, p.shape[0])
+    if score == "max_prob":
+        return float(1.0 - w @ p.max(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return float(w @ -plogp.sum(axis=1))
+
+
+def part_scores(probs, weights=None, score: str = "max_prob") -> list[tuple[int, float, float]]:
+    """Per predicted part (each row's argmax of ``probs (n, C)``): ``(label, area_share,
+    score)``, the score (:func:`probability_score`) over that part's vertices only and
+    its share of the total weight; parts in label order."""
+    p = np.asarray(probs, dtype=np.float64)
+    w = _weights(weights, p.shape[0])
+    lab = np.argmax(p, axis=1)
+    out = []
+    for c in np.unique(lab):
+        m = lab == c
+        share = float(w[m].sum())
+        out.append((int(c), share, probability_score(p[m], w[m] if share > 0 else None, score)))
+    return out
+
+
+@dataclass(frozen=True)
+class OODRule:
+    """A model's out-of-distribution warning, from its description's ``"ood"`` entry
+    (:meth:`from_info`): flag a mesh when ``score`` (one of :data:`PROBABILITY_SCORES`,
+    on the calibrated probabilities) exceeds ``threshold``, a part when its own score
+    exceeds ``part_threshold`` (None: no part verdicts)."""
+
+    score: str
+    threshold: float
+    part_threshold: float | None = None
+
+    @classmethod
+    def from_info(cls, info: dict, where: str = "model description") -> "OODRule | None":
+        """The rule in ``info["ood"]`` (None when there is none); CheckpointError (one
+        line) for a malformed one."""
+        from meshgdl.errors import CheckpointError
+
+        d = info.get("ood")
+        if d is None:
+            return None
+        try:
+            score = str(d["score"])
+            thr = float(d["threshold"])
+            pt = d.get("part_threshold")
+            pt = None if pt is None else float(pt)
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(f"{where}: 'ood' needs a 'score' and a numeric 'threshold'") from None
+        if score not in PROBABILITY_SCORES:
+            raise CheckpointError(f"{where}: unknown ood score {score!r} (known: {', '.join(PROBABILITY_SCORES)})")
+        if not np.isfinite(thr) or (pt is not None and not np.isfinite(pt)):
+            raise CheckpointError(f"{where}: ood thresholds must be finite numbers")
+        return cls(score=score, threshold=thr, part_threshold=pt)
+
+
+def assess(probs, weights=None, rule: OODRule | None = None, class_names=None, parts: bool = False) -> dict:
+    """How unusual one mesh looks to a model, from its calibrated ``probs (n, C)``
+    (``(C,)`` for a classifier) on the vertices it ran on, weighted by ``weights (n,)``
+    (vertex areas). Returns ``{"score", "ood_score", "threshold", "in_distribution"}``
+    (threshold and verdict None without a ``rule``; the score is then ``max_prob``) and,
+    with ``parts``, ``"parts"``: per predicted part ``{"label", "name", "area_share",
+    "ood_score", "in_distribution"}`` (verdict None for parts under
+    :data:`MIN_PART_SHARE` of the area or without a part threshold)."""
+    name = rule.score if rule is not None else "max_prob"
+    s = probability_score(probs, weights, name)
+    out = {"score": name, "ood_score": s, "threshold": None if rule is None else rule.threshold,
+           "in_distribution": None if rule is None else bool(s <= rule.threshold)}
+    if parts:
+        pt = None if rule is None else rule.part_threshold
+        out["part_threshold"] = pt
+        out["parts"] = [{"label": c, "name": str(class_names[c]) if class_names is not None else str(c),
+                         "area_share": a, "ood_score": sc,
+                         "in_distribution": None if pt is None or a < MIN_PART_SHARE else bool(sc <= pt)}
+                        for c, a, sc in part_scores(probs, weights, name)]
+    return out
+
+
 def flagged(scores, threshold: float) -> np.ndarray:
     """``scores > threshold`` (bool array): the meshes that get the warning."""
     return np.asarray(scores, dtype=np.float64) > float(threshold)
@@ -204,5 +302,6 @@ def mesh_outputs(model, V: np.ndarray, F: np.ndarray, layer=-1, min_vertices: in
     feats = [np.concatenate([f[j] for f in fs]) for j in range(len(fs[0]))]
     return np.concatenate(zs), feats[0] if np.isscalar(layer) else feats, area[index], index
 
-__all__ = ["LOGIT_SCORES", "FEATURE_SCORES", "logit_scores", "pooled_features", "FeatureReference",
+__all__ = ["LOGIT_SCORES", "FEATURE_SCORES", "PROBABILITY_SCORES", "MIN_PART_SHARE", "logit_scores",
+           "probability_score", "part_scores", "OODRule", "assess", "pooled_features", "FeatureReference",
            "fit_threshold", "flagged", "network_outputs", "mesh_outputs"]

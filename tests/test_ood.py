@@ -213,3 +213,80 @@ def test_mesh_outputs_runs_each_component_like_the_pipeline():
     z1, f1, _ = network_outputs(seg, V1, F1)
     z2, f2, w2, idx2 = mesh_outputs(seg, V1, F1)
     assert np.array_equal(idx2, np.arange(len(V1))) and np.allclose(z1, z2) and np.allclose(f1, f2)
+
+
+# ----------------------------------------------------------------------------- what the pipelines compute
+
+
+def test_temper_equals_softmax_at_the_temperature():
+    from meshgdl.train.metrics import temper
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(scale=4.0, size=(50, 7))
+    for T in (0.3, 1.0, 2.7):
+        np.testing.assert_allclose(temper(softmax(z), T), softmax(z, T), atol=1e-12)
+    # a zero probability stays zero, rows still sum to 1
+    p = np.array([[0.0, 0.25, 0.75]])
+    q = temper(p, 0.5)
+    assert q[0, 0] == 0 and q.sum() == pytest.approx(1.0) and q[0, 2] == pytest.approx(0.9)
+    with pytest.raises(ValueError):
+        temper(p, 0.0)
+
+
+def test_probability_score_equals_the_logit_score_at_the_same_temperature():
+    from meshgdl.ood import probability_score
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(scale=2.0, size=(30, 5))
+    w = rng.uniform(0.1, 2.0, 30)
+    for T in (0.7, 1.3):
+        ls = logit_scores(z, w, T)
+        for name in ("max_prob", "entropy"):
+            assert probability_score(softmax(z, T), w, name) == pytest.approx(ls[name], abs=1e-12)
+    # a classifier: one row; 1 - the top probability
+    assert probability_score(np.array([0.1, 0.7, 0.2])) == pytest.approx(0.3)
+    assert probability_score(np.array([1.0, 0.0])) == 0.0
+    with pytest.raises(ValueError):
+        probability_score(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError):
+        probability_score(np.array([0.5, 0.5]), score="energy")
+
+
+def test_part_scores_and_assess_with_and_without_a_rule():
+    from meshgdl.ood import OODRule, assess, part_scores
+
+    # part 0: two confident vertices (areas 1 and 3), part 2: one unsure vertex (area 96)
+    p = np.array([[0.9, 0.1, 0.0], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
+    w = np.array([1.0, 3.0, 96.0])
+    parts = part_scores(p, w)
+    assert [c for c, _, _ in parts] == [0, 2]
+    assert parts[0][1] == pytest.approx(0.04) and parts[0][2] == pytest.approx(1 - (0.9 + 3 * 0.7) / 4)
+    assert parts[1][1] == pytest.approx(0.96) and parts[1][2] == pytest.approx(0.5)
+    mesh_score = 1 - (0.9 + 3 * 0.7 + 96 * 0.5) / 100
+    a = assess(p, w, None, ["a", "b", "c"], parts=True)
+    assert a["ood_score"] == pytest.approx(mesh_score) and a["threshold"] is None and a["in_distribution"] is None
+    assert [q["in_distribution"] for q in a["parts"]] == [None, None]
+    rule = OODRule("max_prob", threshold=0.45, part_threshold=0.4)
+    a = assess(p, w, rule, ["a", "b", "c"], parts=True)
+    assert a["in_distribution"] is (mesh_score <= 0.45)
+    assert [(q["name"], q["in_distribution"]) for q in a["parts"]] == [("a", True), ("c", False)]
+    # parts under 1 % of the area get no verdict
+    w2 = np.array([0.005, 0.0, 99.995])
+    assert assess(p, w2, rule, parts=True)["parts"][0]["in_distribution"] is None
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ({"threshold": 0.1}, "needs a 'score'"),
+    ({"score": "max_prob", "threshold": "high"}, "numeric 'threshold'"),
+    ({"score": "energy", "threshold": 0.1}, "unknown ood score"),
+    ({"score": "max_prob", "threshold": float("nan")}, "finite"),
+])
+def test_malformed_ood_entries_are_one_line_checkpoint_errors(entry, fragment):
+    from meshgdl.errors import CheckpointError
+    from meshgdl.ood import OODRule
+
+    assert OODRule.from_info({}) is None
+    with pytest.raises(CheckpointError, match=fragment):
+        OODRule.from_info({"ood": entry}, "m.json")
+    r = OODRule.from_info({"ood": {"score": "entropy", "threshold": 0.2, "part_threshold": 0.3}})
+    assert r == OODRule("entropy", 0.2, 0.3)

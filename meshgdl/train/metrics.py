@@ -250,6 +250,23 @@ def softmax(logits, temperature: float = 1.0) -> np.ndarray:
     return np.exp(log_softmax(logits, temperature))
 
 
+def temper(probs, temperature: float) -> np.ndarray:
+    """``softmax(z / T)`` from ``probs = softmax(z)`` (rows along the last axis), float64:
+    ``p^(1/T)`` renormalised, so a pipeline can apply a fitted temperature to the
+    probabilities it already has. Zero probabilities stay zero; ``T = 1`` returns a copy."""
+    p = np.asarray(probs, dtype=np.float64)
+    T = float(temperature)
+    if not (math.isfinite(T) and T > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    if T == 1.0:
+        return p.copy()
+    with np.errstate(divide="ignore"):
+        z = np.log(p) / T
+    z = z - z.max(axis=-1, keepdims=True)
+    q = np.exp(z)
+    return q / q.sum(axis=-1, keepdims=True)
+
+
 def temperature_nll(logits, labels, temperature: float, ignore_index: int = IGNORE_INDEX) -> float:
     """Mean negative log-likelihood (nats) of ``labels`` under ``softmax(logits / T)``;
     labels equal to ``ignore_index`` are left out."""
