@@ -40,7 +40,10 @@ class AnimationSegmentation:
     :class:`~meshgdl.segmentation.Segmentation`; ``frame_seconds (T,)``: wall time of
     each frame in its worker; ``seconds``: ``plan`` (rest pose) and ``frames`` (all
     frames, wall clock); ``workers``: processes used; ``consistency``: see
-    :func:`meshgdl.train.metrics.temporal_consistency`.
+    :func:`meshgdl.train.metrics.temporal_consistency`; ``frame_ood_scores (T,)``: each
+    frame's out-of-distribution score (``Segmentation.ood``); ``sequence.ood``: the
+    sequence's verdict -- the median frame score against the model's threshold, with
+    ``frames_flagged``, the share of frames above it.
     """
 
     frame_labels: np.ndarray
@@ -50,14 +53,16 @@ class AnimationSegmentation:
     seconds: dict = field(default_factory=dict)
     workers: int = 1
     consistency: dict = field(default_factory=dict)
+    frame_ood_scores: np.ndarray | None = None
 
 
 def _frame(anim: Animation, segmenter: Segmenter, plan: SegmentationPlan, t: int, smooth: int):
     """One frame through the plan: ``(file labels (n_file,) int64, probabilities on the
-    cleaned mesh (n, C) float32, seconds)``."""
+    cleaned mesh (n, C) float32, OOD score, seconds)``."""
     t0 = time.perf_counter()
     seg = segment(anim.frame(t), segmenter, smooth_iterations=smooth, plan=plan)
-    return seg.file_vertex_labels, seg.probabilities.astype(np.float32), time.perf_counter() - t0
+    return seg.file_vertex_labels, seg.probabilities.astype(np.float32), seg.ood["ood_score"], \
+        time.perf_counter() - t0
 
 
 # Set in the parent before the worker processes fork, so they share it without pickling.
@@ -131,13 +136,15 @@ def segment_animation(
     n_file = anim.rest.n_orig_vertices
     labels = np.zeros((len(idx), n_file), dtype=np.int64)
     secs = np.zeros(len(idx))
+    scores = np.zeros(len(idx))
     prob_sum = np.zeros((anim.rest.n_vertices, segmenter.n_classes), dtype=np.float64)
     pos = {int(t): i for i, t in enumerate(idx)}
     done = 0
 
-    def take(t, lab, prob, s):
+    def take(t, lab, prob, score, s):
         nonlocal done
         labels[pos[t]] = lab
+        scores[pos[t]] = score
         secs[pos[t]] = s
         prob_sum[:] += prob
         done += 1
@@ -162,9 +169,15 @@ def segment_animation(
     t_frames = time.perf_counter() - t0
 
     sequence = _sequence_labelling(anim, segmenter, plan, prob_sum / len(idx), smooth, raw_faces)
+    rule = segmenter.ood_rule
+    med = float(np.median(scores))
+    sequence.ood = {"score": rule.score if rule is not None else "max_prob", "ood_score": med,
+                    "threshold": None if rule is None else rule.threshold,
+                    "in_distribution": None if rule is None else bool(med <= rule.threshold),
+                    "frames_flagged": None if rule is None else float((scores > rule.threshold).mean())}
     return AnimationSegmentation(frame_labels=labels, frames=idx, sequence=sequence, frame_seconds=secs,
                                  seconds={"plan": t_plan, "frames": t_frames}, workers=n_workers,
-                                 consistency=temporal_consistency(labels))
+                                 consistency=temporal_consistency(labels), frame_ood_scores=scores)
 
 
 def _sequence_labelling(anim, segmenter, plan, probs, smooth, raw_faces) -> Segmentation:
@@ -187,4 +200,5 @@ def _sequence_labelling(anim, segmenter, plan, probs, smooth, raw_faces) -> Segm
     file_f = file_face_labels(mesh, flab, file_v, raw_faces)
     return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
                         file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
-                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings={})
+                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings={},
+                        label_values=segmenter.label_values)

@@ -101,6 +101,21 @@ class SegmentationResult:
     model: Any = field(repr=False, default=None)
 
     @property
+    def in_distribution(self) -> bool | None:
+        """False when the model's out-of-distribution threshold flags this mesh (None: the
+        model has none); ``detail.ood`` has the per-part verdicts."""
+        return self.detail.ood.get("in_distribution")
+
+    @property
+    def ood_score(self) -> float | None:
+        """How unusual the mesh looks to the model (higher = more; compare with ``ood_threshold``)."""
+        return self.detail.ood.get("ood_score")
+
+    @property
+    def ood_threshold(self) -> float | None:
+        return self.detail.ood.get("threshold")
+
+    @property
     def vertex_names(self) -> list[str]:
         """The part name of every input vertex (``"(unlabelled)"`` for -1)."""
         return [self.class_names[i] if i >= 0 else "(unlabelled)" for i in self.vertex_labels.tolist()]

@@ -31,6 +31,7 @@ import numpy as np
 
 from meshgdl.errors import CheckpointError, MeshError
 from meshgdl.io import Mesh
+from meshgdl.ood import assess
 from meshgdl.data.working_mesh import WorkingMesh, check_surface_area, working_mesh
 from meshgdl.pretrained import LoadedModel
 from meshgdl.threads import blas_threads
@@ -73,22 +74,39 @@ def load_classifier(name_or_path: str | os.PathLike | None = None, device: str |
     area = float(lm.info.get("area", 1.0))
     if not area > 0:
         raise CheckpointError(f"{lm.path}: working area must be > 0, got {area}")
-    return Classifier(model=lm.model, config=lm.config, class_names=list(lm.class_names),
-                      working_vertices=None if nw is None else int(nw), area=area, path=lm.path,
-                      device=lm.device, info=lm.info, checkpoint=lm.checkpoint)
+    return Classifier(**lm.loaded_fields(), working_vertices=None if nw is None else int(nw), area=area)
 
 
 @dataclass
 class Classification:
-    """Result of :func:`classify`: ``probabilities (C,) float64`` over ``class_names``.
+    """Result of :func:`classify`: ``probabilities (C,) float64`` over ``class_names``
+    (calibrated with the model's temperature).
 
-    ``working``: the working mesh the model saw; ``timings``: seconds per stage.
+    ``working``: the working mesh the model saw; ``timings``: seconds per stage;
+    ``ood``: how unusual the mesh looks to the model (:func:`meshgdl.ood.assess`:
+    ``ood_score``, ``threshold``, ``in_distribution``; the last two None for a model
+    without an OOD threshold).
     """
 
     probabilities: np.ndarray
     class_names: list
     working: WorkingMesh
     timings: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)
+
+    @property
+    def in_distribution(self) -> bool | None:
+        """False when the model's OOD threshold flags this mesh (None: the model has none)."""
+        return self.ood.get("in_distribution")
+
+    @property
+    def ood_score(self) -> float | None:
+        """How unusual the mesh looks to the model (higher = more; compare with ``ood_threshold``)."""
+        return self.ood.get("ood_score")
+
+    @property
+    def ood_threshold(self) -> float | None:
+        return self.ood.get("threshold")
 
     @property
     def label(self) -> int:
@@ -141,7 +159,7 @@ def classify(mesh: Mesh, classifier: Classifier, *,
                             f"({' '.join(str(exc).split())[:160]})") from None
         times["predict"] = time.perf_counter() - t0
     return Classification(probabilities=probs, class_names=list(classifier.class_names), working=wm,
-                          timings=times)
+                          timings=times, ood=assess(probs, rule=classifier.ood_rule))
 
 
 __all__ = ["STAGES", "Classifier", "Classification", "load_classifier", "classify"]

@@ -53,7 +53,7 @@ import numpy as np
 
 from meshgdl.colors import label_colors
 from meshgdl.data.labels import smooth_labels, vertex_to_face_labels
-from meshgdl.errors import MeshError
+from meshgdl.errors import CheckpointError, MeshError
 from meshgdl.data.working_mesh import (DEFAULT_WORKING_VERTICES, WorkingMesh, WorkingMeshReplay,
                                        attach_working_mesh, working_mesh)
 from meshgdl.geometry.normals import face_areas, vertex_areas, vertex_normals
@@ -108,6 +108,14 @@ class Segmenter(LoadedModel):
         return max(MIN_MODEL_VERTICES, int(math.floor((MIN_COARSE_VERTICES - 1) / min(g.ratios))) + 1)
 
     @property
+    def label_values(self) -> np.ndarray | None:
+        """``(C,) int64``: the value written to the output files for each class index
+        (the description's ``label_values``, e.g. a dataset's own label numbers), or None
+        (indices are written)."""
+        lv = self.info.get("label_values")
+        return None if lv is None else np.asarray(lv, dtype=np.int64)
+
+    @property
     def smooth_iterations(self) -> int:
         """Rounds of majority smoothing on the input mesh: the model description's
         ``smooth_iterations`` (measured per model), else 2."""
@@ -131,16 +139,21 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "
     nw = int(working_vertices or info.get("working_vertices") or DEFAULT_WORKING_VERTICES)
     if nw < 16:
         raise MeshError(f"working resolution must be at least 16 vertices, got {nw}")
-    return Segmenter(model=lm.model, config=lm.config, class_names=lm.class_names, working_vertices=nw,
-                     area=float(info.get("area", 1.0)), path=lm.path, device=lm.device, info=info,
-                     checkpoint=lm.checkpoint)
+    lv = info.get("label_values")
+    if lv is not None:
+        ok = isinstance(lv, list) and len(lv) == lm.n_classes and all(isinstance(v, int) for v in lv) \
+            and len(set(lv)) == len(lv)
+        if not ok:
+            raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: label_values must be {lm.n_classes} "
+                                  "distinct integers, one per class")
+    return Segmenter(**lm.loaded_fields(), working_vertices=nw, area=float(info.get("area", 1.0)))
 
 
 # ----------------------------------------------------------------------------- pipeline
 
 
 def predict_by_component(segmenter: Segmenter, V: np.ndarray, F: np.ndarray,
-                         min_vertices: int | None = None) -> np.ndarray:
+                         min_vertices: int | None = None, calibrated: bool = True) -> np.ndarray:
     """Class probabilities ``(k, C) float64`` on a working mesh ``V (k, 3), F (l, 3)``,
     every connected component run through the model as a mesh of its own.
 
@@ -151,13 +164,14 @@ def predict_by_component(segmenter: Segmenter, V: np.ndarray, F: np.ndarray,
     (default :attr:`Segmenter.min_component_vertices`)
     vertices (too small for the model's hierarchy) take the probabilities of their
     closest point on the others. One component: exactly ``segmenter.predict(V, F)``.
+    ``calibrated``: as in :meth:`meshgdl.pretrained.LoadedModel.predict`.
     """
     parts, small, Fb = model_components(F, len(V), min_vertices or segmenter.min_component_vertices)
     if len(parts) == 1 and not len(small):
-        return segmenter.predict(V, F)
+        return segmenter.predict(V, F, calibrated=calibrated)
     probs = np.zeros((len(V), segmenter.n_classes), dtype=np.float64)
     for idx, Fc in parts:
-        probs[idx] = segmenter.predict(V[idx], Fc)
+        probs[idx] = segmenter.predict(V[idx], Fc, calibrated=calibrated)
     if len(small):
         face, bary, _ = project_to_surface(V[small], V, Fb)
         probs[small] = interpolate(probs, Fb, face, bary)
@@ -214,13 +228,13 @@ class SegmentationPlan:
     lost_bary: np.ndarray
     n_vertices: int
 
-    def predict(self, segmenter: "Segmenter", wm: WorkingMesh) -> np.ndarray:
+    def predict(self, segmenter: "Segmenter", wm: WorkingMesh, calibrated: bool = True) -> np.ndarray:
         """Class probabilities ``(k, C) float64`` on ``wm = self.working.apply(V)``, each
         component through the model with its replayed hierarchy (as
         :func:`predict_by_component` does with fresh ones)."""
         probs = np.zeros((len(wm.V), segmenter.n_classes), dtype=np.float64)
         for idx, Fc, replay in self.parts:
-            probs[idx] = segmenter.predict(wm.V[idx], Fc, replay=replay)
+            probs[idx] = segmenter.predict(wm.V[idx], Fc, replay=replay, calibrated=calibrated)
         if len(self.small):
             probs[self.small] = interpolate(probs, self.big_faces, self.small_face, self.small_bary)
         return probs
@@ -255,10 +269,12 @@ class Segmentation:
     """Result of :func:`segment` on a :class:`Mesh`.
 
     ``labels (n,)`` / ``face_labels (m,)``: on the cleaned mesh; ``probabilities (n, C)``:
-    interpolated class probabilities before smoothing; ``file_vertex_labels
+    interpolated (calibrated) class probabilities before smoothing; ``file_vertex_labels
     (n_orig_vertices,)`` / ``file_face_labels (n_orig_faces,)``: in the input file's
     order (-1 only for polygons with fewer than 3 vertices); ``working``: the
-    working mesh; ``timings``: seconds per stage.
+    working mesh; ``timings``: seconds per stage; ``ood``: how unusual the mesh looks to
+    the model (:func:`working_confidence`); ``label_values (C,)``: what the output files
+    write for each class index (None: the index itself; :attr:`Segmenter.label_values`).
     """
 
     labels: np.ndarray
@@ -270,6 +286,15 @@ class Segmentation:
     working: WorkingMesh
     working_labels: np.ndarray
     timings: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)
+    label_values: np.ndarray | None = None
+
+    def written_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Class indices -> the values the output files hold (``label_values``; -1 stays -1)."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if self.label_values is None:
+            return labels
+        return np.where(labels >= 0, self.label_values[np.clip(labels, 0, None)], -1)
 
     def summary(self, mesh: Mesh) -> list[dict]:
         """Per class: name, file vertices with that label, share of the surface area."""
@@ -279,7 +304,8 @@ class Segmentation:
         area = np.bincount(self.face_labels, weights=fa, minlength=n_cls)
         fl = self.file_vertex_labels
         counts = np.bincount(fl[fl >= 0], minlength=n_cls)
-        rows = [{"label": i, "name": self.class_names[i], "vertices": int(counts[i]),
+        values = self.written_labels(np.arange(n_cls))
+        rows = [{"label": int(values[i]), "name": self.class_names[i], "vertices": int(counts[i]),
                  "area_share": float(area[i] / total)} for i in range(n_cls)]
         if (fl < 0).any():
             rows.append({"label": -1, "name": "(unlabelled)", "vertices": int((fl < 0).sum()), "area_share": 0.0})
@@ -333,6 +359,7 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) ->
     say("predict")
     t0 = time.perf_counter()
     probs_w = plan.predict(segmenter, wm) if plan is not None else predict_by_component(segmenter, wm.V, wm.F)
+    ood = working_confidence(segmenter, wm, probs_w, small=None if plan is None else plan.small)
     times["predict"] = time.perf_counter() - t0
 
     say("transfer")
@@ -361,7 +388,26 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) ->
     times["transfer"] = time.perf_counter() - t0
     return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
                         file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
-                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings=times)
+                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings=times, ood=ood,
+                        label_values=segmenter.label_values)
+
+
+def working_confidence(segmenter: Segmenter, wm: WorkingMesh, probs_w: np.ndarray,
+                       small: np.ndarray | None = None) -> dict:
+    """The model's out-of-distribution verdict on a working mesh (:func:`meshgdl.ood.assess`
+    with the model's :class:`~meshgdl.ood.OODRule`, per mesh and per part) from its
+    calibrated probabilities ``probs_w (k, C)``, over the vertices that went through the
+    model (``small``: the others, as :func:`model_components` finds them when None),
+    weighted by their vertex areas -- what ``tools/bench/ood.py`` fits the thresholds on."""
+    from meshgdl.ood import assess
+
+    if small is None:
+        _, small, _ = model_components(wm.F, len(wm.V), segmenter.min_component_vertices)
+    keep = np.ones(len(wm.V), dtype=bool)
+    keep[small] = False
+    w = vertex_areas(wm.V, wm.F)[keep]
+    return assess(probs_w[keep], w if w.sum() > 0 else None, segmenter.ood_rule, segmenter.class_names,
+                  parts=True)
 
 
 def file_face_labels(mesh: Mesh, face_labels: np.ndarray, file_vertex_labels: np.ndarray,
@@ -406,7 +452,9 @@ def write_segmentation(seg: Segmentation, mesh: Mesh, out_ply: str | os.PathLike
     The PLY holds the file's vertices in file order (unreferenced ones included),
     per-vertex colours and a ``label`` property, and the cleaned triangles in file
     vertex numbering. ``frame_labels (T, n_file_vertices)`` (an animation's per-frame
-    labels) go to ``OUT.frame_labels.npy`` as int64. Every file is first written to a
+    labels) go to ``OUT.frame_labels.npy`` as int64. The files hold
+    :meth:`Segmentation.written_labels` (the model's own label values where it has them);
+    the colours follow the class indices. Every file is first written to a
     temporary file next to its target; the targets are replaced only after all are
     complete, so a failure leaves existing outputs untouched.
     """
@@ -420,12 +468,12 @@ def write_segmentation(seg: Segmentation, mesh: Mesh, out_ply: str | os.PathLike
     with contextlib.ExitStack() as stack:
         tmp = {k: stack.enter_context(atomic_path(p)) for k, p in paths.items()}
         save_mesh(tmp["ply"], fileV, tris, vertex_colors=label_colors(lab),
-                  vertex_scalars={"label": lab.astype(np.int32)})
-        tmp["vertex_labels"].write_text(_lines(lab))
-        tmp["face_labels"].write_text(_lines(seg.file_face_labels))
+                  vertex_scalars={"label": seg.written_labels(lab).astype(np.int32)})
+        tmp["vertex_labels"].write_text(_lines(seg.written_labels(lab)))
+        tmp["face_labels"].write_text(_lines(seg.written_labels(seg.file_face_labels)))
         if frame_labels is not None:
             with open(tmp["frame_labels"], "wb") as fh:
-                np.save(fh, np.asarray(frame_labels, dtype=np.int64))
+                np.save(fh, seg.written_labels(frame_labels))
     return paths
 
 
@@ -443,6 +491,7 @@ __all__ = [
     "working_mesh",
     "predict_by_component",
     "model_components",
+    "working_confidence",
     "write_segmentation",
     "output_paths",
     "default_output",

@@ -259,3 +259,32 @@ def test_cli_bad_animation_input_one_line_and_nothing_written(figure_animation, 
     rc, _, err = run(["segment", mesh_path, "--animation", "-o", out, "-q"], capsys)
     _one_line_error(rc, err, "point cache")
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_cli_animation_ood_verdict_is_the_median_frame(figure_animation, tmp_path, capsys):
+    import shutil
+
+    from meshgdl.pretrained import PRETRAINED_DIR
+
+    mesh_path, cache_path, _ = figure_animation
+    model = tmp_path / "fp.safetensors"
+    shutil.copyfile(PRETRAINED_DIR / "figure_parts.safetensors", model)
+    info = json.loads((PRETRAINED_DIR / "figure_parts.json").read_text())
+    args = ["segment", mesh_path, "--animation", cache_path, "-o", tmp_path / "a.ply", "--model", model,
+            "--format", "json", "-q", "--frames", "0:3", "--workers", "1"]
+    for thr in (-1.0, 2.0):
+        info["ood"] = {"score": "max_prob", "threshold": thr}
+        model.with_suffix(".json").write_text(json.dumps(info))
+        rc, stdout, err = run(args, capsys)
+        assert rc == 0, err
+        doc = json.loads(stdout)
+        scores = doc["frame_ood_scores"]
+        assert len(scores) == 3 and doc["ood_score"] == pytest.approx(np.median(scores), abs=1e-5)
+        assert doc["in_distribution"] is (thr > 0) and doc["ood_frames_flagged"] == (0.0 if thr > 0 else 1.0)
+        assert ("meshgdl: warning: " in err) is (thr < 0)
+    rc, _, err = run(args + ["--reject-ood"], capsys)
+    assert rc == 0  # threshold 2: nothing flagged
+    info["ood"]["threshold"] = -1.0
+    model.with_suffix(".json").write_text(json.dumps(info))
+    rc, _, err = run(args[:5] + [tmp_path / "r.ply"] + args[6:] + ["--reject-ood"], capsys)
+    assert rc == 3 and "no output written" in err and not list(tmp_path.glob("r.*"))

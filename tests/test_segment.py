@@ -567,3 +567,37 @@ def test_components_too_small_for_the_coarsest_level_are_labelled_from_the_other
     probs = predict_by_component(segmenter, V, F)
     assert probs.shape == (len(V), segmenter.n_classes) and np.allclose(probs.sum(1), 1.0)
     np.testing.assert_allclose(probs[:len(Vb)], segmenter.predict(Vb, Fb), atol=1e-12)
+
+
+def test_label_values_are_what_the_files_hold(tmp_path, capsys):
+    """A model whose description maps class indices to its dataset's own label values
+    (``label_values``, as rna_surface's -1..258) writes those values in every output
+    file; the colours and the Python API's indices are unchanged."""
+    import shutil
+
+    model = tmp_path / "fp.safetensors"
+    shutil.copyfile(PRETRAINED_DIR / "figure_parts.safetensors", model)
+    info = json.loads((PRETRAINED_DIR / "figure_parts.json").read_text())
+    n = len(info["class_names"])
+    values = [100 + 7 * i for i in range(n)]
+    rc, _, err = run(["segment", SAMPLES / "figure.ply", "-o", tmp_path / "a.ply", "--model", "figure_parts", "-q"],
+                     capsys)
+    assert rc == 0, err
+    info["label_values"] = values
+    model.with_suffix(".json").write_text(json.dumps(info))
+    rc, out, err = run(["segment", SAMPLES / "figure.ply", "-o", tmp_path / "b.ply", "--model", model, "-q",
+                        "--format", "json"], capsys)
+    assert rc == 0, err
+    idx = np.loadtxt(tmp_path / "a.vertex_labels.txt", dtype=np.int64)
+    got = np.loadtxt(tmp_path / "b.vertex_labels.txt", dtype=np.int64)
+    np.testing.assert_array_equal(got, np.asarray(values)[idx])
+    fidx = np.loadtxt(tmp_path / "a.face_labels.txt", dtype=np.int64)
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "b.face_labels.txt", dtype=np.int64), np.asarray(values)[fidx])
+    np.testing.assert_array_equal(load_vertex_scalars(tmp_path / "b.ply")["label"], got)
+    assert {r["label"] for r in json.loads(out)["labels"]} <= set(values)
+    for bad in (values[:-1], [0] * n, [str(v) for v in values]):
+        info["label_values"] = bad
+        model.with_suffix(".json").write_text(json.dumps(info))
+        rc, _, err = run(["segment", SAMPLES / "figure.ply", "-o", tmp_path / "c.ply", "--model", model], capsys)
+        assert rc == 2 and "label_values must be" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("c.*"))

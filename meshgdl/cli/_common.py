@@ -41,6 +41,53 @@ def print_notes(mesh: "Mesh") -> None:
         print(f"meshgdl: note: {mesh.path}: {'; '.join(mesh.warnings)}", file=sys.stderr)
 
 
+#: Exit code of ``segment`` / ``classify --reject-ood`` when a mesh is flagged as out of distribution.
+EXIT_OOD = 3
+
+
+def add_ood_argument(parser, consequence: str) -> None:
+    parser.add_argument("--reject-ood", action="store_true",
+                        help="exit with code 3 when the model flags a mesh as unlike its training data "
+                        f"(out of distribution){consequence}")
+
+
+def model_label(model) -> str:
+    """How messages name a loaded model: its shipped name, else its checkpoint file."""
+    return str(model.info.get("name") or Path(model.path).name)
+
+
+def ood_warning(path, ood: dict, model) -> str | None:
+    """The one stderr line for a mesh the model's OOD threshold flags (None otherwise)."""
+    if ood.get("in_distribution") is not False:
+        return None
+    return (f"meshgdl: warning: {path}: unlike the meshes {model_label(model)} was trained on "
+            f"({ood['score']} score {ood['ood_score']:.3f} > threshold {ood['threshold']:.3f}); "
+            "its answer may be wrong")
+
+
+def ood_json(ood: dict) -> dict:
+    """The OOD fields of a mesh in the JSON output (``parts`` only for segmentation)."""
+    out = {"in_distribution": ood.get("in_distribution"), "ood_score": ood.get("ood_score"),
+           "ood_threshold": ood.get("threshold"), "ood_score_kind": ood.get("score")}
+    if "parts" in ood:
+        out["ood_parts"] = ood["parts"]
+        out["ood_part_threshold"] = ood.get("part_threshold")
+    if "frames_flagged" in ood:
+        out["ood_frames_flagged"] = ood["frames_flagged"]
+    return out
+
+
+def ood_line(ood: dict) -> str:
+    """One stdout summary line: the score, the threshold and the verdict."""
+    s = f"{ood['score']} score {ood['ood_score']:.3f}"
+    if ood.get("threshold") is None:
+        return s + " (the model has no out-of-distribution threshold)"
+    verdict = "in distribution" if ood["in_distribution"] else "OUT OF DISTRIBUTION"
+    flagged = [p["name"] for p in ood.get("parts", []) if p.get("in_distribution") is False]
+    tail = f"; parts unlike the training data: {', '.join(flagged)}" if flagged else ""
+    return f"{s} (threshold {ood['threshold']:.3f}): {verdict}{tail}"
+
+
 def output_path(path: str, allowed: tuple[str, ...], what: str = "output") -> Path:
     """Check an output file name before any work is done: extension in ``allowed``,
     not a directory, parent folder exists."""

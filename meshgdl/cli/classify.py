@@ -6,6 +6,13 @@ checkpoint written by ``meshgdl train``. Prints, per mesh, the ``K`` most probab
 classes with their probabilities: one line per mesh (``text``) or one JSON document
 (``json``: a list with one object per MESH, in argument order).
 
+The probabilities are calibrated (the model's fitted temperature). A mesh the model's
+out-of-distribution threshold flags (``max_prob`` score: one minus the top class
+probability, above a threshold fixed on validation meshes) gets a one-line
+``meshgdl: warning: ...`` on stderr; the JSON carries ``in_distribution``,
+``ood_score`` and ``ood_threshold`` for every mesh. ``--reject-ood``: exit code 3 when
+any mesh is flagged.
+
 Many meshes: a progress bar on stderr (not with ``--quiet`` or a single mesh). A
 mesh that cannot be read or classified gives its own one-line
 ``meshgdl: error: ...`` on stderr (in JSON: an object with ``"error"``) and the
@@ -18,7 +25,7 @@ from __future__ import annotations
 import json
 import sys
 
-from meshgdl.cli._common import UsageError
+from meshgdl.cli._common import EXIT_OOD, UsageError, add_ood_argument, ood_json, ood_warning
 from meshgdl.errors import CheckpointError, DatasetError, MeshError
 
 
@@ -42,6 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--working-vertices", type=int, metavar="N",
                    help="working resolution in vertices (default: the model's, else the mesh's own)")
+    add_ood_argument(p, " (the results are still printed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no notes on stderr")
     p.set_defaults(func=run)
 
@@ -66,7 +74,7 @@ def run(args) -> int:
 
         bar = tqdm(total=len(args.meshes), file=sys.stderr, leave=False, dynamic_ncols=True, unit="mesh",
                    desc="meshgdl classify")
-    docs, failed, notes = [], 0, []
+    docs, failed, flagged, notes = [], 0, 0, []
     try:
         for path in args.meshes:
             try:
@@ -85,12 +93,18 @@ def run(args) -> int:
                 print(f"meshgdl: error: {msg}", file=sys.stderr, flush=True)
                 docs.append({"input": str(path), "error": msg})
             else:
-                doc = {"input": str(path), **res.to_dict(k), "n_vertices": mesh.n_orig_vertices,
-                       "n_faces": mesh.n_orig_faces,
+                doc = {"input": str(path), **res.to_dict(k), **ood_json(res.ood),
+                       "n_vertices": mesh.n_orig_vertices, "n_faces": mesh.n_orig_faces,
                        "working_mesh": {"vertices": int(len(res.working.V)), "faces": int(len(res.working.F)),
                                         "method": res.working.method},
                        "seconds": {s: round(t, 4) for s, t in res.timings.items()}}
                 docs.append(doc)
+                warn = ood_warning(path, res.ood, clf)
+                if warn is not None:
+                    flagged += 1
+                    if bar is not None:
+                        bar.clear()
+                    print(warn, file=sys.stderr, flush=True)
                 if mesh.warnings:
                     notes.append(f"meshgdl: note: {path}: {'; '.join(mesh.warnings)}")
                 if args.format == "text":
@@ -105,10 +119,11 @@ def run(args) -> int:
             bar.close()
     if args.format == "json":
         out = {"model": {"path": clf.path, "trained_on": clf.info.get("trained_on"),
-                         "working_vertices": clf.working_vertices, "n_classes": clf.n_classes},
+                         "working_vertices": clf.working_vertices, "n_classes": clf.n_classes,
+                         "temperature": clf.temperature},
                "results": docs}
         sys.stdout.write(json.dumps(out, indent=1) + "\n")
     if not args.quiet:
         for n in notes:
             print(n, file=sys.stderr)
-    return 2 if failed else 0
+    return 2 if failed else EXIT_OOD if flagged and args.reject_ood else 0

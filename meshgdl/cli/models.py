@@ -39,7 +39,7 @@ def run(args) -> int:
             pass
     if args.format == "json":
         keep = ("name", "task", "description", "class_names", "trained_on", "licence", "metrics", "evaluation",
-                "working_vertices", "path")
+                "working_vertices", "calibration", "ood", "path")
         print(json.dumps([{k: m[k] for k in keep if k in m} for m in models], indent=1))
         return 0
     if not models:
@@ -57,5 +57,14 @@ def run(args) -> int:
         metrics = m.get("metrics") or m.get("evaluation")
         if isinstance(metrics, dict) and _metric_line(metrics):
             print(wrap.fill("metrics: " + _metric_line(metrics)))
+        cal, ood = m.get("calibration") or {}, m.get("ood") or {}
+        if cal or ood:
+            bits = []
+            if cal:
+                bits.append(f"probabilities calibrated with temperature {cal.get('temperature', 1.0):.3f}")
+            if ood:
+                bits.append(f"out-of-distribution warning when {ood.get('score')} > {ood.get('threshold', float('nan')):.3f}"
+                            + (f" (AUROC {ood['auroc']:.3f})" if isinstance(ood.get("auroc"), float) else ""))
+            print(wrap.fill("confidence: " + "; ".join(bits)))
         print(wrap.fill("data licence: " + m.get("licence", "not stated")))
     return 0

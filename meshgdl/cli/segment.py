@@ -19,6 +19,14 @@ own geometry (:func:`meshgdl.animation_segmentation.segment_animation`):
 ``OUT.frame_labels.npy`` holds the ``(T, n)`` per-frame labels, and ``OUT.ply`` and the
 label files the sequence labelling (probabilities averaged over the frames) on MESH;
 the summary adds the temporal consistency and the time per frame.
+
+The probabilities are calibrated (the model's fitted temperature). The summary gives how
+unusual the mesh looks to the model (``max_prob`` score: one minus the area-weighted mean
+of the working vertices' top class probability) against the model's threshold, fixed on
+validation meshes; a flagged mesh gets a one-line ``meshgdl: warning: ...`` on stderr,
+and the JSON carries ``in_distribution``, ``ood_score``, ``ood_threshold`` and the same
+per predicted part (``ood_parts``). ``--reject-ood``: a flagged mesh's outputs are not
+written and the exit code is 3. An animation is flagged when its median frame is.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import sys
 import time
 from pathlib import Path
 
-from meshgdl.cli._common import UsageError, add_mesh_argument, output_path
+from meshgdl.cli._common import (EXIT_OOD, UsageError, add_mesh_argument, add_ood_argument, ood_json, ood_line,
+                                 ood_warning, output_path)
 
 
 def register(subparsers) -> None:
@@ -63,6 +72,7 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="with --animation: frames in N processes (default: one per core, at most 8)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="summary format on stdout")
+    add_ood_argument(p, ", writing no output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no notes on stderr")
     p.set_defaults(func=run)
 
@@ -148,10 +158,17 @@ def run(args) -> int:
         result = segment(mesh_path, model=args.model, device=args.device, working_vertices=args.working_vertices,
                          smooth=args.smooth, stage=stages)
         mesh, seg, seg_model = result.mesh, result.detail, result.model
-        stages("write")
-        written = write_segmentation(seg, mesh, out)
+        rejected = args.reject_ood and seg.ood.get("in_distribution") is False
+        if not rejected:
+            stages("write")
+            written = write_segmentation(seg, mesh, out)
     finally:
         stages.close()
+    warn = ood_warning(mesh_path, seg.ood, seg_model)
+    if warn is not None:
+        print(warn + (" (--reject-ood: no output written)" if rejected else ""), file=sys.stderr)
+    if rejected:
+        written = {}
     rows = seg.summary(mesh)
     if args.format == "json":
         doc = {
@@ -165,6 +182,7 @@ def run(args) -> int:
                              "method": seg.working.method, "components": seg.working.n_components,
                              "dropped_components": seg.working.n_dropped_components},
             "labels": rows,
+            **ood_json(seg.ood),
             "seconds": {k: round(v, 4) for k, v in stages.times.items()},
             "notes": list(mesh.warnings),
         }
@@ -174,7 +192,9 @@ def run(args) -> int:
         lines = [f"{'label':>5}  {'name':<{width}}  {'vertices':>9}  {'area':>6}"]
         for r in rows:
             lines.append(f"{r['label']:>5}  {r['name']:<{width}}  {r['vertices']:>9}  {100 * r['area_share']:>5.1f}%")
-        lines.append(f"wrote {written['ply']}, {written['vertex_labels'].name}, {written['face_labels'].name}")
+        lines.append(ood_line(seg.ood))
+        if written:
+            lines.append(f"wrote {written['ply']}, {written['vertex_labels'].name}, {written['face_labels'].name}")
         sys.stdout.write("\n".join(lines) + "\n")
     if not args.quiet:
         notes = list(mesh.warnings)
@@ -183,7 +203,7 @@ def run(args) -> int:
                          "surface only")
         if notes:
             print(f"meshgdl: note: {mesh_path}: {'; '.join(notes)}", file=sys.stderr)
-    return 0
+    return EXIT_OOD if rejected else 0
 
 
 def _run_animation(args) -> int:
@@ -230,9 +250,14 @@ def _run_animation(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    written = write_segmentation(res.sequence, anim.rest, out, frame_labels=res.frame_labels)
-    wall = time.perf_counter() - t_start
     seg, mesh = res.sequence, anim.rest
+    rejected = args.reject_ood and seg.ood.get("in_distribution") is False
+    written = {} if rejected else write_segmentation(seg, mesh, out, frame_labels=res.frame_labels)
+    wall = time.perf_counter() - t_start
+    warn = ood_warning(mesh_path, seg.ood, segmenter)
+    if warn is not None:
+        print(warn + f" -- {100 * seg.ood['frames_flagged']:.0f} % of the frames flagged"
+              + (" (--reject-ood: no output written)" if rejected else ""), file=sys.stderr)
     rows = seg.summary(mesh)
     c = res.consistency
     n_fr = len(res.frames)
@@ -250,6 +275,8 @@ def _run_animation(args) -> int:
                              "method": seg.working.method},
             "labels": rows,
             "temporal_consistency": c,
+            **ood_json(seg.ood),
+            "frame_ood_scores": [round(float(x), 5) for x in res.frame_ood_scores],
             "seconds": {"total": round(wall, 4), "per_frame": round(wall / n_fr, 4),
                         "frames": round(res.seconds["frames"], 4), "plan": round(res.seconds["plan"], 4),
                         "frame_median_in_worker": round(float(np.median(res.frame_seconds)), 4)},
@@ -267,11 +294,13 @@ def _run_animation(args) -> int:
                      f"vertex's majority, {100 * c['never_changing']:.2f} % of vertices never change")
         lines.append(f"{n_fr} frames in {wall:.1f} s ({wall / n_fr:.3f} s per frame, {res.workers} worker"
                      f"{'s' if res.workers != 1 else ''})")
-        lines.append(f"wrote {written['ply']}, {written['vertex_labels'].name}, {written['face_labels'].name}, "
-                     f"{written['frame_labels'].name}")
+        lines.append("median frame: " + ood_line(seg.ood))
+        if written:
+            lines.append(f"wrote {written['ply']}, {written['vertex_labels'].name}, {written['face_labels'].name}, "
+                         f"{written['frame_labels'].name}")
         sys.stdout.write("\n".join(lines) + "\n")
     if not args.quiet:
         notes = list(mesh.warnings) + list(getattr(anim, "warnings", []))
         if notes:
             print(f"meshgdl: note: {mesh_path}: {'; '.join(notes)}", file=sys.stderr)
-    return 0
+    return EXIT_OOD if rejected else 0

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from meshgdl.errors import CheckpointError, MeshError
+from meshgdl.ood import OODRule
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
@@ -125,7 +126,10 @@ class LoadedModel:
 
     ``info``: the checkpoint's JSON description (``{}`` for a plain training
     checkpoint); ``class_names``: one per class (from the description, else the
-    checkpoint, else ``"0"``, ``"1"``...).
+    checkpoint, else ``"0"``, ``"1"``...); ``temperature``: the calibration of
+    :meth:`predict`'s probabilities (the description's ``calibration.temperature``, else
+    1); ``ood_rule``: its out-of-distribution warning (:class:`meshgdl.ood.OODRule`, from
+    the description's ``ood``; None without one).
     """
 
     model: object
@@ -135,6 +139,13 @@ class LoadedModel:
     device: str
     info: dict = field(default_factory=dict)
     checkpoint: object = None
+    temperature: float = 1.0
+    ood_rule: object = None
+
+    def loaded_fields(self) -> dict:
+        """The fields of this :class:`LoadedModel`, to build a task-specific subclass from it."""
+        return {k: getattr(self, k) for k in ("model", "config", "class_names", "path", "device", "info",
+                                              "checkpoint", "temperature", "ood_rule")}
 
     @property
     def task(self) -> str:
@@ -144,19 +155,22 @@ class LoadedModel:
     def n_classes(self) -> int:
         return int(self.config.n_classes)
 
-    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None, replay=None) -> np.ndarray:
+    def predict(self, V: np.ndarray, F: np.ndarray, cache_dir=None, replay=None,
+                calibrated: bool = True) -> np.ndarray:
         """Class probabilities of the network on one mesh ``V (k, 3) float64, F (l, 3)
         int64`` (its geometry computed by :func:`meshgdl.data.batching.prepare`, with the
         coarse levels of ``replay`` if given): ``(k, C) float64`` per vertex for
-        segmentation, ``(C,)`` for classification; rows sum to 1."""
+        segmentation, ``(C,)`` for classification; rows sum to 1. ``calibrated``:
+        ``softmax(logits / temperature)``; False: the network's own ``softmax(logits)``."""
         import torch
 
         from meshgdl.data.batching import collate_samples, prepare
 
+        T = self.temperature if calibrated else 1.0
         sample = prepare(V, F, self.config, cache_dir=cache_dir, replay=replay)
         with torch.no_grad():
             batch = collate_samples([sample], device=self.device, dtype=torch.float32)
-            probs = torch.softmax(self.model(batch).double(), dim=-1).cpu().numpy()
+            probs = torch.softmax(self.model(batch).double() / T, dim=-1).cpu().numpy()
         want = (len(V), self.n_classes) if self.task == "segmentation" else (1, self.n_classes)
         if probs.shape != want or not np.all(np.isfinite(probs)):
             raise RuntimeError(f"model returned unusable output of shape {tuple(probs.shape)}")
@@ -188,4 +202,33 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, task: str | Non
         cls = [str(i) for i in range(config.n_classes)]
     model = model.float().to(device).eval()
     return LoadedModel(model=model, config=config, class_names=cls, path=str(p), device=str(device),
-                       info=info, checkpoint=ck)
+                       info=info, checkpoint=ck, temperature=calibration_temperature(info, p),
+                       ood_rule=OODRule.from_info(info, str(p.with_suffix(".json"))))
+
+
+def calibration_temperature(info: dict, path: str | os.PathLike = "model") -> float:
+    """The temperature in a model description's ``calibration`` entry (1 without one);
+    CheckpointError (one line) when it is not a positive number."""
+    cal = info.get("calibration")
+    if cal is None:
+        return 1.0
+    try:
+        T = float(cal["temperature"])
+    except (TypeError, KeyError, ValueError):
+        raise CheckpointError(f"{Path(path).with_suffix('.json')}: 'calibration' needs a numeric 'temperature'") from None
+    if not (np.isfinite(T) and T > 0):
+        raise CheckpointError(f"{Path(path).with_suffix('.json')}: calibration temperature must be > 0, got {T}")
+    return T
+
+
+def update_description(path: str | os.PathLike, updates: dict) -> Path:
+    """Merge ``updates`` (top-level keys) into the JSON description next to the checkpoint
+    ``path`` (``X.safetensors`` -> ``X.json``, created if missing), written atomically.
+    Used by the tools that fit a shipped model's calibration and OOD threshold."""
+    from meshgdl.atomic import write_text_atomic
+
+    js = Path(path).with_suffix(".json")
+    info = read_sidecar(path)
+    info.update(updates)
+    write_text_atomic(js, json.dumps(info, indent=1) + "\n")
+    return js
