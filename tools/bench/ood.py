@@ -53,6 +53,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -93,6 +94,43 @@ def procedural_meshes():
     return out
 
 
+def shipped_setting(groups, T, rate, val_groups, test_groups, ood_groups, shown) -> dict:
+    """What the pipeline ships (``max_prob`` at the temperature ``T`` fitted on the
+    validation meshes and their copies, per mesh and per part) measured on every group."""
+    from meshgdl.ood import MIN_PART_SHARE, fit_threshold, logit_scores, part_scores
+    from meshgdl.train.metrics import roc_auc, softmax
+
+    def mesh_scores(gs):
+        return np.array([logit_scores(r["logits"], r["mass"], T)["max_prob"] for g in gs for r in groups[g]])
+
+    def parts(gs):
+        return [sc for g in gs for r in groups[g] for _, share, sc in part_scores(softmax(r["logits"], T), r["mass"])
+                if share >= MIN_PART_SHARE]
+
+    thr = fit_threshold(mesh_scores(val_groups), rate)
+    pthr = fit_threshold(parts(val_groups), rate)
+    s_in, s_out = mesh_scores(test_groups), mesh_scores(ood_groups)
+    out = {"temperature": T, "threshold": thr, "part_threshold": pthr,
+           "val_flagged": float((mesh_scores(val_groups) > thr).mean()),
+           "test_flagged": float((s_in > thr).mean()), "ood_flagged": float((s_out > thr).mean()),
+           "auroc": roc_auc(s_in, s_out),
+           "test_flagged_per_set": {g: float((mesh_scores([g]) > thr).mean()) for g in test_groups},
+           "flagged_per_group": {k: float((mesh_scores(gs) > thr).mean()) for k, gs in shown.items()
+                                 if all(g in groups for g in gs) and gs},
+           "test_parts_flagged": float((np.array(parts(test_groups)) > pthr).mean()),
+           "test_original_parts_flagged": float((np.array(parts(["test/original"])) > pthr).mean()),
+           "ood_parts_flagged": float((np.array(parts(ood_groups)) > pthr).mean())}
+    print(f"\nshipped setting: max_prob at T = {T:.3f}, threshold {thr:.4f} (parts: {pthr:.4f}): AUROC "
+          f"{out['auroc']:.3f}; flagged: validation + copies {100 * out['val_flagged']:.1f} %, test + copies "
+          f"{100 * out['test_flagged']:.1f} % (" + ", ".join(f"{g[5:]} {100 * v:.0f} %" for g, v in
+                                                       out["test_flagged_per_set"].items())
+          + f"), out of distribution {100 * out['ood_flagged']:.1f} % ("
+          + ", ".join(f"{k} {100 * v:.0f} %" for k, v in out["flagged_per_group"].items())
+          + f"); parts flagged: test {100 * out['test_original_parts_flagged']:.1f} % (with copies "
+          f"{100 * out['test_parts_flagged']:.1f} %), out of distribution {100 * out['ood_parts_flagged']:.1f} %")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="human_parts")
@@ -101,6 +139,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="of the transformed test copies")
     p.add_argument("--max-reference", type=int, help="only the first N training meshes as reference")
     p.add_argument("--json", metavar="OUT.json")
+    p.add_argument("--update-model", action="store_true",
+                   help="write the calibration (T fitted on the validation meshes and their copies) and the "
+                   "max_prob thresholds (mesh and part) into meshgdl/pretrained/MODEL.json")
     a = p.parse_args(argv)
 
     import torch
@@ -142,26 +183,48 @@ def main(argv=None) -> int:
         r["name"] = name
         groups.setdefault(group, []).append(r)
 
-    split = dict(split_dir=SPLITS)
-    ref = get_dataset("human_seg", "train", a.data_root, **split)
-    n_ref = len(ref) if a.max_reference is None else min(a.max_reference, len(ref))
-    for i in range(n_ref):
-        it = ref[i]
+    if a.model == "figure_parts":
+        # capsule figures of body-proportion seeds the model never saw (training: 0-11,
+        # its own held-out test: 100-103), posed as its training figures are
+        from meshgdl.data.synthetic import capsule_figure, random_pose
+
+        frng = np.random.default_rng(1000 + a.seed)
+
+        def figures(bodies, per_body):
+            for b in bodies:
+                for j in range(per_body):
+                    V, F, lab = capsule_figure(random_pose(frng, float(frng.uniform(0.4, 1.2))), resolution=0.025,
+                                               seed=b)
+                    yield SimpleNamespace(name=f"body{b}_{j}", V=V, F=F, y=lab)
+
+        ref_items = list(figures(range(12), 4))[: a.max_reference]
+        val_items = list(figures(range(200, 211), 3))  # 33, as many as human_seg's validation meshes
+        test_items = list(figures(range(100, 104), 5))
+    else:
+        split = dict(split_dir=SPLITS)
+        ref = get_dataset("human_seg", "train", a.data_root, **split)
+        val = get_dataset("human_seg", "val", a.data_root, **split)
+        test = get_dataset("human_seg", "test", a.data_root)
+        ref_items = [ref[i] for i in range(len(ref) if a.max_reference is None else min(a.max_reference, len(ref)))]
+        val_items = [val[i] for i in range(len(val))]
+        test_items = [test[i] for i in range(len(test))]
+    for it in ref_items:
         add("reference", it.name, it.V, it.F)
-    print(f"reference: {n_ref} meshes ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
+    print(f"reference: {len(ref_items)} meshes ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
     rng = np.random.default_rng(a.seed)
-    val = get_dataset("human_seg", "val", a.data_root, **split)
-    for i in range(len(val)):
-        it = val[i]
+    for it in val_items:
         for s in TEST_SETS:
             Vt, Ft, _ = transformed(s, it.V, it.F, rng)
             add("val" if s == "original" else f"val/{s}", it.name, Vt, Ft, copy_labels(s, Vt, it))
-    test = get_dataset("human_seg", "test", a.data_root)
-    for i in range(len(test)):
-        it = test[i]
+    for it in test_items:
         for s in TEST_SETS:
             Vt, Ft, _ = transformed(s, it.V, it.F, rng)
             add(f"test/{s}", it.name, Vt, Ft, copy_labels(s, Vt, it))
+    if a.model == "figure_parts":  # real human bodies: what the model is for, reported apart
+        test = get_dataset("human_seg", "test", a.data_root)
+        for i in range(len(test)):
+            it = test[i]
+            add("human_seg", it.name, it.V, it.F)
     print(f"val + test ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
     shrec = root / "shrec_11_meshcnn_split16" / "shrec_16"
     for cdir in sorted(d for d in shrec.iterdir() if d.is_dir()):
@@ -242,7 +305,10 @@ def main(argv=None) -> int:
     names = list(groups["val"][0]["scores"])
     test_groups = [g for g in groups if g.startswith("test/")]
     ood_groups = [g for g in groups if g.startswith("shrec/")] + ["horse", "procedural"]
-    shown = ["shrec (non-human)", "horse", "procedural", "shrec_human", "shrec_humanoid"]
+    shown = ["shrec (non-human)", "horse", "procedural", "shrec_human", "shrec_humanoid"] + \
+        (["human_seg"] if "human_seg" in groups else [])
+    shown_groups = [[g for g in groups if g.startswith("shrec/")], ["horse"], ["procedural"], ["shrec_human"],
+                    ["shrec_humanoid"], ["human_seg"]]
 
     def vals(gs, nm):
         return np.array([r["scores"][nm] for g in gs for r in groups[g]])
@@ -261,8 +327,7 @@ def main(argv=None) -> int:
                "test_flagged": float((s_in > thr).mean()),
                "test_flagged_per_set": {g: float((vals([g], nm) > thr).mean()) for g in test_groups},
                "ood_flagged": float((s_out > thr).mean())}
-        for label, gs in zip(shown, ([g for g in groups if g.startswith("shrec/")], ["horse"], ["procedural"],
-                                     ["shrec_human"], ["shrec_humanoid"])):
+        for label, gs in zip(shown, shown_groups):
             row["flagged/" + label] = float((vals(gs, nm) > thr).mean())
         row["per_class_flagged"] = {g: float((vals([g], nm) > thr).mean()) for g in ood_groups}
         table[nm] = row
@@ -288,10 +353,34 @@ def main(argv=None) -> int:
     for g in ood_groups:
         print(f"  {g:<22} n={len(groups[g]):3d}  " + " ".join(
             f"{nm} {100 * table[nm]['per_class_flagged'][g]:.0f}%" for nm in names))
+    shipped = shipped_setting(groups, T_copies, a.rate, val_groups, test_groups, ood_groups,
+                              dict(zip(shown, shown_groups)))
     print(f"\n{time.perf_counter() - t_start:.0f} s; load average {measure.load_average()}")
+    if a.update_model:
+        from meshgdl.pretrained import PRETRAINED_DIR, update_description
+
+        cmd = f"OMP_NUM_THREADS=1 python tools/bench/ood.py --model {a.model} --update-model"
+        val_text = (f"the {len(groups['val'])} validation meshes and their {len(val_recs) - len(groups['val'])} "
+                    f"transformed copies ({', '.join(TEST_SETS[1:])}; tools/bench/ood.py)")
+        rows = calib["rows"]
+        js = update_description(PRETRAINED_DIR / f"{a.model}.safetensors", {
+            "calibration": {"temperature": T_copies, "method": "temperature scaling (per vertex, working mesh)",
+                            "fitted_on": val_text, "n": int(rows["val + copies"]["vertices"]),
+                            "ece_before": rows["val + copies"]["ece_1"], "ece_after": rows["val + copies"]["ece_T_copies"],
+                            "nll_before": rows["val + copies"]["nll_1"], "nll_after": rows["val + copies"]["nll_T_copies"],
+                            "test_ece_before": rows["test + copies"]["ece_1"],
+                            "test_ece_after": rows["test + copies"]["ece_T_copies"], "command": cmd},
+            "ood": {"score": "max_prob", "threshold": shipped["threshold"], "part_threshold": shipped["part_threshold"],
+                    "rate": a.rate, "fitted_on": val_text, "val_flagged": shipped["val_flagged"],
+                    "test_flagged": shipped["test_flagged"], "auroc": shipped["auroc"],
+                    "ood_flagged": shipped["ood_flagged"], "command": cmd},
+        })
+        print(f"wrote calibration (T = {T_copies:.3f}) and OOD threshold {shipped['threshold']:.4f} "
+              f"(parts {shipped['part_threshold']:.4f}) into {js}")
     if a.json:
         per_mesh = {g: [{"name": r["name"], **r["scores"]} for r in rs] for g, rs in groups.items()}
-        out = {"calibration": calib, "reliability_test": bins, "scores": table, "per_mesh": per_mesh,
+        out = {"calibration": calib, "reliability_test": bins, "scores": table, "shipped": shipped,
+               "per_mesh": per_mesh,
                "groups": {g: len(rs) for g, rs in groups.items()}}
         measure.write_json(a.json, measure.record("ood.py", out, vars(a), env0))
     return 0
