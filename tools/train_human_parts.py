@@ -102,11 +102,15 @@ TRAIN = {
 }
 
 
-def retriangulate(V, F, rng, n_target: int, noise: float, deform=None):
+def retriangulate(V, F, rng, n_target: int, noise: float, deform=None, holes: float = 0.0):
     """A finer copy (x16 faces, midpoint or Loop) with noise, decimated back by the
     segment pipeline's :func:`working_mesh`. Returns ``(Vw, Fw, wm)``; ``wm.normalize``
     maps input coordinates to the copy's. ``deform``: a displacement applied to the
-    finer copy (and by the caller to the labelled original) before decimation."""
+    finer copy (and by the caller to the labelled original) before decimation.
+    ``holes``: the probability that the finer copy gets 4-16 holes of radius 2.5-5.5 of
+    its mean edge lengths cut (:func:`meshgdl.data.transforms.cut_holes`, as the
+    ``holes`` set of ``tools/bench/human_seg_robustness.py`` cuts them into a 20k-face
+    remesh), then closed as the segment pipeline closes them (``fill=True``)."""
     import trimesh
 
     from meshgdl.data.working_mesh import working_mesh
@@ -121,7 +125,16 @@ def retriangulate(V, F, rng, n_target: int, noise: float, deform=None):
     Vs = Vs + rng.normal(scale=noise * e, size=Vs.shape)
     if deform is not None:
         Vs = deform(Vs)
-    wm = working_mesh(Vs, Fs, n_target)
+    fill = bool(holes > 0 and rng.uniform() < holes)
+    if fill:
+        from meshgdl.data.transforms import cut_holes
+
+        _, Fs = cut_holes(Vs, Fs, rng, int(rng.integers(4, 17)), float(rng.uniform(2.5, 5.5)))
+        used = np.unique(Fs)
+        remap = np.full(len(Vs), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        Vs, Fs = Vs[used], remap[Fs]
+    wm = working_mesh(Vs, Fs, n_target, fill=fill)
     return wm.V, wm.F, wm
 
 
@@ -147,7 +160,7 @@ def make_data(work: Path, a) -> dict:
             for k in range(a.variants):
                 n_t = int(round(WORKING_VERTICES * rng.uniform(0.8, 1.2)))
                 field = smooth_deformation(it.V, rng, a.deform) if a.deform > 0 else None
-                Vw, Fw, wm = retriangulate(it.V, it.F, rng, n_t, a.noise, field)
+                Vw, Fw, wm = retriangulate(it.V, it.F, rng, n_t, a.noise, field, a.holes)
                 Vo = field(it.V) if field is not None else it.V
                 y = nearest_surface_labels(Vw, wm.normalize(Vo), it.F, it.y)
                 name = f"{it.name}__retri{k}"
@@ -158,7 +171,8 @@ def make_data(work: Path, a) -> dict:
     write_mesh_folder(work / "data", items, splits=names, class_names=list(train.class_names), fmt="ply")
     info = {"source": "human_seg (MeshCNN's simplified version of Maron et al. 2017)",
             "splits": {k: len(v) for k, v in names.items()}, "variants_per_train_mesh": a.variants,
-            "noise_mean_edge_lengths": a.noise, "deform_strain": a.deform, "working_vertices": WORKING_VERTICES, "methods": methods,
+            "noise_mean_edge_lengths": a.noise, "deform_strain": a.deform, "holes": a.holes,
+            "working_vertices": WORKING_VERTICES, "methods": methods,
             "seed": a.seed, "val_list": str(SPLITS.relative_to(ROOT) / "val.txt"),
             "seconds": time.perf_counter() - t0}
     write_text_atomic(work / "data" / "recipe.json", json.dumps(info, indent=1))
@@ -213,8 +227,10 @@ def export(work: Path, a) -> Path:
     trained_on = ("the human-body segmentation benchmark of Maron et al. 2017 (SIGGRAPH), MeshCNN's simplified "
                   "~750-vertex version (human_seg): its 381 training meshes (scans and models from FAUST, SCAPE, "
                   "MIT animation and Adobe Fuse) minus 33 held out for validation by subject/sequence "
-                  "(tools/splits/human_seg/val.txt), each also re-triangulated once the way meshgdl segment "
-                  "decimates finer inputs; not the 18 test meshes (SHREC'07)")
+                  f"(tools/splits/human_seg/val.txt), each also re-triangulated {a.variants} time(s) the way meshgdl "
+                  "segment decimates finer inputs"
+                  + (f" ({100 * a.holes:.0f} % of the copies with 4-16 holes cut and closed)" if a.holes else "")
+                  + "; not the 18 test meshes (SHREC'07)")
     metrics = {
         "test_face_accuracy": test["face_accuracy"],
         "test_vertex_accuracy": test["accuracy"],
@@ -238,7 +254,8 @@ def export(work: Path, a) -> Path:
         # working mesh's holes closed; unchanged on closed inputs
         fill_holes=True,
         training={"recipe": f"tools/train_human_parts.py WORK --seed {a.seed} --variants {a.variants} "
-                            f"--noise {a.noise} --deform {a.deform} --epochs {a.epochs} --seeds {a.export_seed}",
+                            f"--noise {a.noise} --deform {a.deform} --holes {a.holes} --epochs {a.epochs} "
+                            f"--seeds {a.export_seed}",
                   "train_config": train_config(a), "data": recipe},
         metrics=metrics)
 
@@ -288,6 +305,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the data step")
     p.add_argument("--variants", type=int, default=1, help="re-triangulated copies per training mesh")
     p.add_argument("--noise", type=float, default=0.05, help="jitter of the copies, in mean edge lengths")
+    p.add_argument("--holes", type=float, default=0.0,
+                   help="share of the copies with 4-16 holes cut before decimation (closed as segment closes them)")
     p.add_argument("--deform", type=float, default=0.0,
                    help="smooth random non-rigid deformation of the copies, as the largest strain (0: none)")
     p.add_argument("--epochs", type=int, default=TRAIN["epochs"])
