@@ -78,7 +78,8 @@ def test_shipped_model_is_listed_and_describes_itself(capsys):
     assert default_model("classification") == "shrec11"
     (info,) = [m for m in list_models("classification") if m["name"] == "shrec11"]
     assert len(info["class_names"]) == 30 and info["class_names"][0] == "alien"
-    assert "480" in info["trained_on"] and "SHREC" in info["licence"]
+    assert "420" in info["trained_on"] and "val.txt" in info["trained_on"] and "SHREC" in info["licence"]
+    assert info["training"]["data"]["val_split"] and info["training"]["data"]["augment"]
     assert info["working_vertices"] == 250 and info["model_config"]["unit_area"] is True
     assert info["model_config"]["in_features"] == ["hks"]
     assert 0.9 <= info["metrics"]["test_accuracy"] <= 1.0
@@ -127,8 +128,11 @@ def test_many_meshes_one_failing_keeps_the_others(tmp_path, capsys):
     assert rc == 2
     lines = out.strip().splitlines()
     assert [ln.split(": ")[0] for ln in lines] == [str(meshes[0]), str(meshes[2])]
-    errs = err.strip().splitlines()
-    assert len(errs) == 2 and all(e.startswith("meshgdl: error: ") for e in errs)
+    lines = err.strip().splitlines()
+    # a ball is unlike every SHREC class: the shipped model's OOD warning may name it
+    assert all(e.startswith(("meshgdl: error: ", "meshgdl: warning: ")) for e in lines)
+    errs = [e for e in lines if e.startswith("meshgdl: error: ")]
+    assert len(errs) == 2
     assert "missing.obj" in errs[0] and "not found" in errs[0] and "non-finite" in errs[1]
     rc, out, err = run(["classify", *meshes, "--format", "json", "--quiet"], capsys)
     res = json.loads(out)["results"]

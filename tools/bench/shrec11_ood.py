@@ -167,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-features", action="store_true", help="skip the feature-distance scores")
     ap.add_argument("--step", type=int, default=1, help="every STEP-th frame / human_seg mesh (quick runs)")
     ap.add_argument("--json", help="write the per-mesh records and the tables here")
+    ap.add_argument("--update-model", action="store_true",
+                    help="write the cross-collection table (n, right, wrong flagged / not) into the model's JSON")
     a = ap.parse_args(argv)
 
     from meshgdl.classification import classify, load_classifier
@@ -323,6 +325,17 @@ def main(argv=None) -> int:
               f"{x['right_flagged']:4d}  A {x['A_wrong_unflagged']:4d} {x['A_right_flagged']:4d}   {top}")
     print(f"\n{res['seconds']['total']:.0f} s; {1000 * res['seconds']['cross_collection_per_mesh']:.0f} ms per "
           f"cross-collection mesh")
+    if a.update_model:
+        from train_shrec11 import write_description
+
+        keep = ("n", "right", "wrong_flagged", "wrong_unflagged", "right_flagged")
+        write_description(clf.path, {"cross_collection": {
+            "sources": {src: {k: x[k] for k in keep} for src, x in xc.items()
+                        if not src.startswith(("val", "test", "unknown"))},
+            "rule": f"max_prob at T = {T:.4f} > {thresholds['max_prob']:.4f} (the model's calibration and ood)",
+            "right": "horse_gallop -> horse; crane, human_seg -> man or woman; other/related: the class named in "
+                     "tools/bench/shrec11_ood.py; animals: no SHREC'11 class (every answer wrong)",
+            "recipe": "python tools/bench/shrec11_ood.py --update-model (meshes of other collections: see its docstring)"}})
     if a.json:
         res["records"] = [{k: v for k, v in r.items() if k not in ("features",)} for r in records]
         measure.write_json(a.json, measure.record("tools/bench/shrec11_ood.py", res, a, env0))
