@@ -261,6 +261,25 @@ def main(argv=None) -> int:
                           for src in sources}
         ood[s] = row
 
+    # every score at two thresholds: A from the intact val meshes, B from val + copies (the shipped kind)
+    groups = {"test": "test", "unknown": "unknown/", "horse": "horse_gallop", "crane": "crane",
+              "human_seg": "human_seg/", "other": ("other/", "related/"), "animals": "animals/"}
+    rules = {}
+    for sc in score_names:
+        for tn, pool in (("A", ("val",)), ("B", ("val", "val/copies"))):
+            t = fit_threshold([r["scores"][sc] for r in records if r["source"] in pool], 0.05)
+            row = {"threshold": t}
+            for g, pre in groups.items():
+                rs = [r for r in records if r["source"] == pre or (pre[-1:] == "/" or isinstance(pre, tuple))
+                      and r["source"].startswith(pre)]
+                if not rs:
+                    continue
+                fl = np.array([r["scores"][sc] > t for r in rs])
+                ok = np.array([r["correct"] for r in rs])
+                row[g] = {"n": len(rs), "flagged": float(fl.mean()), "wrong_unflagged": int((~ok & ~fl).sum()),
+                          "right_flagged": int((ok & fl).sum())}
+            rules[f"{sc}@{tn}"] = row
+
     # cross-collection table with the shipped rule (max_prob at T)
     xc = {}
     for src in sources:
@@ -291,7 +310,7 @@ def main(argv=None) -> int:
            "threshold_A_intact_val": thr_a,
            "calibration_val": {k: v for k, v in cal.items() if k != "reliability"},
            "reliability_val": cal["reliability"], "calibration_test": calib_test, "ood": ood,
-           "cross_collection": xc,
+           "cross_collection": xc, "rules": rules,
            "horse_frames": [{"frame": r["name"], "pred": r["pred"], "p_top": r["p_top"],
                              "max_prob": r["scores"]["max_prob"], "flagged": r["flagged"]["max_prob"]} for r in horse],
            "seconds": {"val_rows": t_val, "cross_collection": t_xc, "cross_collection_per_mesh": t_xc / max(n_xc, 1),
@@ -323,6 +342,13 @@ def main(argv=None) -> int:
         top = ", ".join(f"{k} {v}" for k, v in list(x["predictions"].items())[:4])
         print(f"  {src:24s} {x['n']:4d} {x['right']:4d} {x['wrong_flagged']:4d} {x['wrong_unflagged']:4d} "
               f"{x['right_flagged']:4d}  A {x['A_wrong_unflagged']:4d} {x['A_right_flagged']:4d}   {top}")
+    print("\nevery score at threshold A (intact val meshes, <= 5 % flagged) and B (val + copies): "
+          "% flagged / wrong answers not flagged / right answers flagged")
+    gs = [g for g in groups if g in next(iter(rules.values()))]
+    print("| rule | thr | " + " | ".join(gs) + " |")
+    for k, row in rules.items():
+        cells = [f"{100 * row[g]['flagged']:.0f} / {row[g]['wrong_unflagged']} / {row[g]['right_flagged']}" for g in gs]
+        print(f"| {k} | {row['threshold']:.4g} | " + " | ".join(cells) + " |")
     print(f"\n{res['seconds']['total']:.0f} s; {1000 * res['seconds']['cross_collection_per_mesh']:.0f} ms per "
           f"cross-collection mesh")
     if a.update_model:
