@@ -31,10 +31,11 @@ import numpy as np
 
 from meshgdl.errors import CheckpointError, MeshError
 from meshgdl.io import Mesh
-from meshgdl.ood import assess
+from meshgdl.ood import assess, network_outputs, pooled_features
 from meshgdl.data.working_mesh import WorkingMesh, check_surface_area, working_mesh
 from meshgdl.pretrained import LoadedModel
 from meshgdl.threads import blas_threads
+from meshgdl.train.metrics import softmax
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("preprocess", "predict")
@@ -150,8 +151,16 @@ def classify(mesh: Mesh, classifier: Classifier, *,
         times["preprocess"] = time.perf_counter() - t0
         say("predict")
         t0 = time.perf_counter()
+        rule = classifier.ood_rule
         try:
-            probs = classifier.predict(wm.V, wm.F)
+            if rule is not None and rule.needs_features:
+                # the distance score needs the network's pooled features, from the same pass
+                z, feats, mass = network_outputs(classifier, wm.V, wm.F, layer=rule.layer)
+                probs = softmax(z[0], classifier.temperature)
+                ood = assess(probs, rule=rule, features=pooled_features(feats, mass))
+            else:
+                probs = classifier.predict(wm.V, wm.F)
+                ood = assess(probs, rule=rule)
         except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
             # e.g. an eigen-solve that does not converge on a pathological working mesh
             name = mesh.path or "the mesh"
@@ -159,7 +168,7 @@ def classify(mesh: Mesh, classifier: Classifier, *,
                             f"({' '.join(str(exc).split())[:160]})") from None
         times["predict"] = time.perf_counter() - t0
     return Classification(probabilities=probs, class_names=list(classifier.class_names), working=wm,
-                          timings=times, ood=assess(probs, rule=classifier.ood_rule))
+                          timings=times, ood=ood)
 
 
 __all__ = ["STAGES", "Classifier", "Classification", "load_classifier", "classify"]

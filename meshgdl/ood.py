@@ -30,7 +30,7 @@ Numpy only, except :func:`network_outputs` (torch, a loaded model). Used by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -194,13 +194,22 @@ def part_scores(probs, weights=None, score: str = "max_prob") -> list[tuple[int,
 @dataclass(frozen=True)
 class OODRule:
     """A model's out-of-distribution warning, from its description's ``"ood"`` entry
-    (:meth:`from_info`): flag a mesh when ``score`` (one of :data:`PROBABILITY_SCORES`,
-    on the calibrated probabilities) exceeds ``threshold``, a part when its own score
-    exceeds ``part_threshold`` (None: no part verdicts)."""
+    (:meth:`from_info`): flag a mesh when ``score`` exceeds ``threshold``, a part when its
+    own score exceeds ``part_threshold`` (None: no part verdicts). ``score``: one of
+    :data:`PROBABILITY_SCORES` (on the calibrated probabilities), or of
+    :data:`FEATURE_SCORES` (classifiers: the distance of the mesh's pooled features at
+    ``layer`` to the ``reference`` meshes', the entry's ``"reference"``:
+    :meth:`FeatureReference.to_dict` plus ``"layer"``)."""
 
     score: str
     threshold: float
     part_threshold: float | None = None
+    reference: FeatureReference | None = field(default=None, compare=False, repr=False)
+    layer: int = -1
+
+    @property
+    def needs_features(self) -> bool:
+        return self.score in FEATURE_SCORES
 
     @classmethod
     def from_info(cls, info: dict, where: str = "model description") -> "OODRule | None":
@@ -218,23 +227,39 @@ class OODRule:
             pt = None if pt is None else float(pt)
         except (TypeError, KeyError, ValueError):
             raise CheckpointError(f"{where}: 'ood' needs a 'score' and a numeric 'threshold'") from None
-        if score not in PROBABILITY_SCORES:
-            raise CheckpointError(f"{where}: unknown ood score {score!r} (known: {', '.join(PROBABILITY_SCORES)})")
+        if score not in PROBABILITY_SCORES + FEATURE_SCORES:
+            raise CheckpointError(f"{where}: unknown ood score {score!r} "
+                                  f"(known: {', '.join(PROBABILITY_SCORES + FEATURE_SCORES)})")
         if not np.isfinite(thr) or (pt is not None and not np.isfinite(pt)):
             raise CheckpointError(f"{where}: ood thresholds must be finite numbers")
-        return cls(score=score, threshold=thr, part_threshold=pt)
+        ref, layer = None, -1
+        if score in FEATURE_SCORES:
+            try:
+                ref = FeatureReference.from_dict(d["reference"])
+                layer = int(d["reference"].get("layer", -1))
+            except (TypeError, KeyError, ValueError, AttributeError):
+                raise CheckpointError(f"{where}: the ood score {score!r} needs a 'reference' of pooled features "
+                                      "(X, k, shrinkage)") from None
+        return cls(score=score, threshold=thr, part_threshold=pt, reference=ref, layer=layer)
 
 
-def assess(probs, weights=None, rule: OODRule | None = None, class_names=None, parts: bool = False) -> dict:
+def assess(probs, weights=None, rule: OODRule | None = None, class_names=None, parts: bool = False,
+           features=None) -> dict:
     """How unusual one mesh looks to a model, from its calibrated ``probs (n, C)``
     (``(C,)`` for a classifier) on the vertices it ran on, weighted by ``weights (n,)``
-    (vertex areas). Returns ``{"score", "ood_score", "threshold", "in_distribution"}``
-    (threshold and verdict None without a ``rule``; the score is then ``max_prob``) and,
-    with ``parts``, ``"parts"``: per predicted part ``{"label", "name", "area_share",
-    "ood_score", "in_distribution"}`` (verdict None for parts under
-    :data:`MIN_PART_SHARE` of the area or without a part threshold)."""
+    (vertex areas), or, for a rule on a feature score, from the mesh's ``features``
+    (:func:`pooled_features` at the rule's layer). Returns ``{"score", "ood_score",
+    "threshold", "in_distribution"}`` (threshold and verdict None without a ``rule``; the
+    score is then ``max_prob``) and, with ``parts``, ``"parts"``: per predicted part
+    ``{"label", "name", "area_share", "ood_score", "in_distribution"}`` (verdict None for
+    parts under :data:`MIN_PART_SHARE` of the area or without a part threshold)."""
     name = rule.score if rule is not None else "max_prob"
-    s = probability_score(probs, weights, name)
+    if rule is not None and rule.needs_features:
+        if features is None or parts:
+            raise ValueError(f"the ood score {name!r} needs the mesh's pooled features (and has no part verdicts)")
+        s = rule.reference.scores(features)[name]
+    else:
+        s = probability_score(probs, weights, name)
     out = {"score": name, "ood_score": s, "threshold": None if rule is None else rule.threshold,
            "in_distribution": None if rule is None else bool(s <= rule.threshold)}
     if parts:

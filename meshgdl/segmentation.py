@@ -139,6 +139,9 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "
     nw = int(working_vertices or info.get("working_vertices") or DEFAULT_WORKING_VERTICES)
     if nw < 16:
         raise MeshError(f"working resolution must be at least 16 vertices, got {nw}")
+    if lm.ood_rule is not None and lm.ood_rule.needs_features:
+        raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: the ood score {lm.ood_rule.score!r} is for "
+                              "classifiers; a segmenter's must be one of max_prob, entropy")
     lv = info.get("label_values")
     if lv is not None:
         ok = isinstance(lv, list) and len(lv) == lm.n_classes and all(isinstance(v, int) for v in lv) \

@@ -207,8 +207,9 @@ def test_mesh_outputs_runs_each_component_like_the_pipeline():
     assert sorted(idx.tolist()) == list(range(len(V1) + len(V2)))  # the speck is left out
     assert z.shape == (len(idx), seg.n_classes) and [f.shape[0] for f in feats] == [len(idx)] * 2
     assert np.allclose(w, vertex_areas(V, F)[idx])
-    # the probabilities are those the pipeline gives these vertices
-    assert np.allclose(softmax(z), predict_by_component(seg, V, F)[idx], atol=1e-6)
+    # the probabilities are those the pipeline gives these vertices, before and after calibration
+    assert np.allclose(softmax(z), predict_by_component(seg, V, F, calibrated=False)[idx], atol=1e-6)
+    assert np.allclose(softmax(z, seg.temperature), predict_by_component(seg, V, F)[idx], atol=1e-6)
     # one component: network_outputs on the whole mesh
     z1, f1, _ = network_outputs(seg, V1, F1)
     z2, f2, w2, idx2 = mesh_outputs(seg, V1, F1)
@@ -290,3 +291,24 @@ def test_malformed_ood_entries_are_one_line_checkpoint_errors(entry, fragment):
         OODRule.from_info({"ood": entry}, "m.json")
     r = OODRule.from_info({"ood": {"score": "entropy", "threshold": 0.2, "part_threshold": 0.3}})
     assert r == OODRule("entropy", 0.2, 0.3)
+
+
+def test_feature_rule_scores_the_pooled_features_against_its_reference():
+    from meshgdl.errors import CheckpointError
+    from meshgdl.ood import OODRule, assess
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 6))
+    ref = FeatureReference.fit(X, k=3)
+    entry = {"score": "knn", "threshold": 2.0, "reference": {**ref.to_dict(), "layer": -1}}
+    rule = OODRule.from_info({"ood": entry})
+    assert rule.needs_features and rule.layer == -1
+    near, far = X[0] + 0.01, X[0] + 50.0
+    p = np.array([0.9, 0.1])
+    a = assess(p, rule=rule, features=near)
+    assert a["score"] == "knn" and a["ood_score"] == pytest.approx(ref.scores(near)["knn"])
+    assert a["in_distribution"] is True and assess(p, rule=rule, features=far)["in_distribution"] is False
+    with pytest.raises(ValueError, match="pooled features"):
+        assess(p, rule=rule)
+    with pytest.raises(CheckpointError, match="needs a 'reference'"):
+        OODRule.from_info({"ood": {"score": "knn", "threshold": 2.0}})

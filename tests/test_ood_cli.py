@@ -140,3 +140,23 @@ def test_shipped_segmenters_flag_a_torus_and_not_a_figure(model):
     assert torus.in_distribution is False and torus.ood_score > info["ood"]["threshold"]
     figure = segment(SAMPLES / "figure.ply", model)
     assert figure.in_distribution is True
+
+
+def test_a_feature_score_is_refused_for_a_segmenter(tmp_path, capsys):
+    ref = json.loads((PRETRAINED_DIR / "shrec11.json").read_text())["ood"]
+    model = model_copy(tmp_path, "figure_parts", ood={k: ref[k] for k in ("score", "threshold", "reference")})
+    rc, _, err = run(["segment", SAMPLES / "figure.ply", "--model", model, "-o", tmp_path / "x.ply"], capsys)
+    assert rc == 2 and "is for classifiers" in err and not list(tmp_path.glob("x*"))
+
+
+def test_shipped_classifier_warns_on_a_torus_with_its_feature_distance(tmp_path):
+    from meshgdl.api import classify
+    from meshgdl.pretrained import describe
+
+    ood = describe("shrec11")["ood"]
+    assert ood["score"] == "knn" and len(ood["reference"]["X"]) >= 30 * 10
+    res = classify(SAMPLES / "torus.off", "shrec11")
+    assert res.in_distribution is False and res.ood_score > ood["threshold"]
+    # the feature pass gives the same calibrated probabilities as the plain predict path
+    plain = classify(SAMPLES / "torus.off", model_copy(tmp_path, "shrec11", ood={"score": "max_prob", "threshold": 2.0}))
+    np.testing.assert_allclose(res.probabilities, plain.probabilities, atol=1e-9)

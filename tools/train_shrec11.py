@@ -431,10 +431,34 @@ def calibration(rows: list[dict], n_bins: int = 15) -> dict:
             "reliability": bins}
 
 
-def calibrate(model: Path, auroc: float | None = None) -> dict:
+def train_reference(clf, hold_out=(), digits: int = 7):
+    """Pooled features (:func:`classifier_outputs`) of the intact split-16 training meshes
+    (``train.txt``, validation meshes excluded) of the classes ``clf`` knows, rounded to
+    ``digits`` significant digits (as the description stores them) -> a
+    :class:`meshgdl.ood.FeatureReference` (k = 5, shrinkage 0.1): the reference of the
+    feature-distance scores."""
+    from meshgdl.data.datasets import read_list_file
+    from meshgdl.io import load_mesh
+    from meshgdl.ood import FeatureReference
+
+    X = []
+    for e in read_list_file(SPLIT16 / "train.txt"):
+        if e.split("/")[0] in clf.class_names and e.split("/")[0] not in set(hold_out):
+            m = load_mesh(shrec_root() / e)
+            X.append(classifier_outputs(clf, m.V, m.F)[1])
+    X = np.array([[float(f"{v:.{digits}g}") for v in row] for row in X])
+    return FeatureReference.fit(X)
+
+
+def calibrate(model: Path, auroc: float | None = None, score: str = "knn") -> dict:
     """The calibrate step: :func:`calibration` of ``model`` on its validation rows, written
-    into its description as ``"calibration"`` and ``"ood"``."""
+    into its description as ``"calibration"`` and ``"ood"``. ``score``: ``knn`` (distance
+    of the pooled head features to the intact training meshes', threshold fitted on the
+    intact validation meshes: the score tools/bench/shrec11_ood.py chose) or ``max_prob``
+    (threshold fitted on the validation meshes and their copies)."""
     from meshgdl.classification import load_classifier
+    from meshgdl.ood import fit_threshold
+    from meshgdl.pretrained import update_description
 
     clf = load_classifier(model, device="cpu")
     t0 = time.perf_counter()
@@ -445,8 +469,24 @@ def calibrate(model: Path, auroc: float | None = None) -> dict:
                  f"(tools/train_shrec11.py augmented_copy, seed {CALIB_SEED}): {c['n_rows']} rows")
     shipped = Path(model).resolve() == (ROOT / "meshgdl" / "pretrained" / "shrec11.safetensors").resolve()
     command = "python tools/train_shrec11.py WORK --steps calibrate" + ("" if shipped else f" --export {model}")
+    if score != "knn":
+        command += f" --ood-score {score}"
     if auroc is not None:
         command += f" --auroc {auroc:.4f}"
+    if score == "knn":
+        ref = train_reference(clf)
+        intact = [ref.scores(r["features"])["knn"] for r in rows if r["copy"] == 0]
+        thr = fit_threshold(intact, OOD_RATE)
+        c.update(threshold=thr, val_flagged=float(np.mean(np.array(intact) > thr)), ood_score="knn")
+        ood_fitted = (f"the {len(intact)} intact split-16 validation meshes (tools/splits/shrec11_split16/val.txt): "
+                      "the copies' augmentations move the features as far as another class does")
+        reference = {**ref.to_dict(), "layer": -1,
+                     "meshes": f"the {len(ref.X)} intact split-16 training meshes the model was trained on (train.txt)",
+                     "features": "meshgdl.ood.pooled_features (area-weighted mean and standard deviation per channel) "
+                                 "of the invariant summary the head sees, on the classify pipeline's working mesh"}
+    else:
+        c["ood_score"] = "max_prob"
+        ood_fitted, reference = fitted_on, None
     upd = {
         "calibration": {"temperature": c["temperature"], "fitted_on": fitted_on, "n": c["n_rows"],
                         "ece_before": c["before"]["all"]["ece"], "ece_after": c["after"]["all"]["ece"],
@@ -455,30 +495,18 @@ def calibrate(model: Path, auroc: float | None = None) -> dict:
                         "intact": {"ece_before": c["before"]["intact"]["ece"], "ece_after": c["after"]["intact"]["ece"],
                                    "nll_before": c["before"]["intact"]["nll"], "nll_after": c["after"]["intact"]["nll"]},
                         "command": command},
-        "ood": {"score": "max_prob", "threshold": c["threshold"], "rate": OOD_RATE, "fitted_on": fitted_on,
+        "ood": {"score": score, "threshold": c["threshold"], "rate": OOD_RATE, "fitted_on": ood_fitted,
                 "val_flagged": c["val_flagged"], "auroc": auroc,
                 "auroc_note": ("of the held-out classes' meshes against the test meshes, for a model of the same "
                                "recipe trained without them (tools/train_shrec11.py --hold-out "
                                f"{','.join(HOLD_OUT_BENCH)}; tools/bench/shrec11_ood.py --unknown ...)"),
                 "command": command},
     }
-    write_description(model, upd)
+    if reference is not None:
+        upd["ood"]["reference"] = reference
+    update_description(model, upd)
     c["seconds"] = time.perf_counter() - t0
     return c
-
-
-def write_description(model: Path, updates: dict) -> None:
-    """Merge ``updates`` into the model's JSON description (the library's
-    ``update_description``; an atomic JSON write where the library predates it)."""
-    try:
-        from meshgdl.pretrained import update_description
-    except ImportError:
-        js = Path(model).with_suffix(".json")
-        doc = json.loads(js.read_text()) if js.is_file() else {}
-        doc.update(updates)
-        write_text_atomic(js, json.dumps(doc, indent=1) + "\n")
-        return
-    update_description(model, updates)
 
 
 def main(argv=None) -> int:
@@ -499,6 +527,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--cache-dir", default=os.environ.get("MESHGDL_CACHE", str(Path.home() / ".cache" / "meshgdl")))
     p.add_argument("--export", default=str(ROOT / "meshgdl" / "pretrained" / "shrec11.safetensors"))
+    p.add_argument("--ood-score", choices=["knn", "max_prob"], default="knn",
+                   help="calibrate: the out-of-distribution score shipped (tools/bench/shrec11_ood.py measures both)")
     p.add_argument("--auroc", type=float, default=None,
                    help="calibrate: the held-out-class AUROC measured by tools/bench/shrec11_ood.py, recorded")
     a = p.parse_args(argv)
@@ -524,11 +554,11 @@ def main(argv=None) -> int:
               f"{100 * res['test_accuracy_classify']:.2f} % (classify pipeline)", file=sys.stderr)
     if "calibrate" in a.steps:
         auroc = a.auroc
-        c = calibrate(model, auroc)
+        c = calibrate(model, auroc, a.ood_score)
         write_text_atomic(work / "calibration.json", json.dumps(c, indent=1) + "\n")
         print(f"calibrate: T = {c['temperature']:.3f} (intact only {c['temperature_intact_only']:.3f}), "
               f"ECE {100 * c['before']['all']['ece']:.2f} -> {100 * c['after']['all']['ece']:.2f} % on "
-              f"{c['n_rows']} validation rows; max_prob threshold {c['threshold']:.4f} "
+              f"{c['n_rows']} validation rows; {c['ood_score']} threshold {c['threshold']:.4f} "
               f"({100 * c['val_flagged']:.1f} % flagged)", file=sys.stderr)
     return 0
 

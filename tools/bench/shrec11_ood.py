@@ -134,22 +134,6 @@ def shrec_meshes(classes: list[str], folders=("test",)):
                 yield c, f"{c}/{f}/{p.name}", p
 
 
-def train_reference(clf, hold_out: set[str]):
-    """Pooled features of the intact training meshes (split-16 train.txt) of the classes
-    the model knows: the reference of the feature distances."""
-    from meshgdl.data.datasets import read_list_file
-    from meshgdl.io import load_mesh
-    from meshgdl.ood import FeatureReference
-    from train_shrec11 import SPLIT16, classifier_outputs, shrec_root
-
-    X = []
-    for e in read_list_file(SPLIT16 / "train.txt"):
-        if e.split("/")[0] in clf.class_names and e.split("/")[0] not in hold_out:
-            m = load_mesh(shrec_root() / e)
-            X.append(classifier_outputs(clf, m.V, m.F)[1])
-    return FeatureReference.fit(np.stack(X))
-
-
 def all_scores(z, f, T, ref) -> dict:
     from meshgdl.ood import logit_scores
 
@@ -178,7 +162,8 @@ def main(argv=None) -> int:
     from meshgdl.ood import fit_threshold
     from meshgdl.train.metrics import (calibration_bins, expected_calibration_error, roc_auc, softmax,
                                        temperature_nll)
-    from train_shrec11 import calibration, classifier_outputs, val_rows
+    from meshgdl.ood import assess
+    from train_shrec11 import calibration, classifier_outputs, train_reference, val_rows
 
     env0 = measure.environment()
     t_start = time.perf_counter()
@@ -194,7 +179,7 @@ def main(argv=None) -> int:
     (rows, t_val) = measure.timed(val_rows, clf)
     cal = calibration(rows)
     T = cal["temperature"]
-    ref = None if a.no_features else train_reference(clf, set(unknown))
+    ref = None if a.no_features else train_reference(clf, unknown)
 
     records = []
     for r in rows:
@@ -233,6 +218,9 @@ def main(argv=None) -> int:
         r["p_top"] = float(p.max())
         r["correct"] = r["pred"] in r["right"]
         r["scores"] = all_scores(r["logits"], r["features"], T, ref)
+        # the verdict classify gives with the model's own calibration and rule (None: it has none)
+        r["shipped_flagged"] = assess(softmax(r["logits"][None], clf.temperature)[0], rule=clf.ood_rule,
+                                      features=r["features"])["in_distribution"] is False
     val_mask = [r["group"] == "val" for r in records]
     score_names = [s for s in SCORES if s in records[0]["scores"]]
     thresholds = {s: fit_threshold([r["scores"][s] for r, v in zip(records, val_mask) if v], 0.05)
@@ -284,11 +272,13 @@ def main(argv=None) -> int:
                           "right_flagged": int((ok & fl).sum())}
             rules[f"{sc}@{tn}"] = row
 
-    # cross-collection table with the shipped rule (max_prob at T)
+    # cross-collection table with the model's own rule (what classify warns about)
+    shipped_rule = (f"{clf.ood_rule.score} > {clf.ood_rule.threshold:.4f} (calibration T = {clf.temperature:.4f})"
+                    if clf.ood_rule is not None else "none (the model has no ood entry)")
     xc = {}
     for src in sources:
         rs = of(lambda r: r["source"] == src)
-        fl = np.array([r["flagged"]["max_prob"] for r in rs])
+        fl = np.array([r["shipped_flagged"] for r in rs])
         ok = np.array([r["correct"] for r in rs])
         preds: dict[str, int] = {}
         for r in rs:
@@ -316,7 +306,7 @@ def main(argv=None) -> int:
            "reliability_val": cal["reliability"], "calibration_test": calib_test, "ood": ood,
            "cross_collection": xc, "rules": rules,
            "horse_frames": [{"frame": r["name"], "pred": r["pred"], "p_top": r["p_top"],
-                             "max_prob": r["scores"]["max_prob"], "flagged": r["flagged"]["max_prob"]} for r in horse],
+                             "max_prob": r["scores"]["max_prob"], "flagged": r["shipped_flagged"]} for r in horse],
            "seconds": {"val_rows": t_val, "cross_collection": t_xc, "cross_collection_per_mesh": t_xc / max(n_xc, 1),
                        "total": time.perf_counter() - t_start},
            "classify_check_max_abs_diff": max(check) if check else None}
@@ -340,7 +330,7 @@ def main(argv=None) -> int:
                  f"{o.get('auroc_animals_vs_test', float('nan')):.3f}"]
         cells += [f"{100 * o['flagged'][src]:.0f}" for src in sources]
         print("| " + " | ".join(cells) + " |")
-    print(f"\ncross-collection (max_prob at T, threshold {thresholds['max_prob']:.4f} from val + copies; A: "
+    print(f"\ncross-collection (the model's rule: {shipped_rule}; A: max_prob > "
           f"{thr_a:.4f} from the intact val meshes): n, right, wrong+flagged, wrong unflagged, right+flagged, "
           f"A: wrong unflagged, right+flagged; predictions")
     for src, x in xc.items():
@@ -357,13 +347,13 @@ def main(argv=None) -> int:
     print(f"\n{res['seconds']['total']:.0f} s; {1000 * res['seconds']['cross_collection_per_mesh']:.0f} ms per "
           f"cross-collection mesh")
     if a.update_model:
-        from train_shrec11 import write_description
+        from meshgdl.pretrained import update_description
 
         keep = ("n", "right", "wrong_flagged", "wrong_unflagged", "right_flagged")
-        write_description(clf.path, {"cross_collection": {
+        update_description(clf.path, {"cross_collection": {
             "sources": {src: {k: x[k] for k in keep} for src, x in xc.items()
                         if not src.startswith(("val", "test", "unknown"))},
-            "rule": f"max_prob at T = {T:.4f} > {thresholds['max_prob']:.4f} (the model's calibration and ood)",
+            "rule": shipped_rule,
             "right": "horse_gallop -> horse; crane, human_seg -> man or woman; other/related: the class named in "
                      "tools/bench/shrec11_ood.py; animals: no SHREC'11 class (every answer wrong)",
             "recipe": "python tools/bench/shrec11_ood.py --update-model (meshes of other collections: see its docstring)"}})
