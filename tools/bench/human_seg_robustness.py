@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Robustness of ``meshgdl segment`` on the 18 human_seg test meshes (issue 10).
+"""Robustness of ``meshgdl segment`` on the 18 human_seg test meshes (issue 10), or on
+the 33 validation meshes with ``--split val`` (to choose between models or options).
 
 For every test mesh (MeshCNN's simplified human_seg, ``--data-root``), the model
 (``--model``, default the shipped ``human_parts``) segments, through the same Python
@@ -134,6 +135,9 @@ def main(argv=None) -> int:
                     help="override the model's rounds of label smoothing (its smooth_iterations)")
     ap.add_argument("--fill-holes", choices=["on", "off"], help="override the model's fill_holes")
     ap.add_argument("--max-meshes", type=int)
+    ap.add_argument("--split", choices=["test", "val"], default="test",
+                    help="val: the 33 validation meshes of tools/splits/human_seg/val.txt, to measure a lever "
+                    "without looking at the test meshes")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args(argv)
 
@@ -150,7 +154,8 @@ def main(argv=None) -> int:
     seg_model = load_segmenter(a.model, device="cpu", working_vertices=a.working_vertices)
     if a.fill_holes is not None:  # the pipeline reads it from the model description
         seg_model.info = dict(seg_model.info, fill_holes=a.fill_holes == "on")
-    ds = get_dataset("human_seg", "test", a.data_root)
+    ds = get_dataset("human_seg", a.split, a.data_root,
+                     ROOT / "tools" / "splits" / "human_seg" if a.split == "val" else None)
     n_cls = seg_model.n_classes
     rng = np.random.default_rng(a.seed)
     cm_face = {s: np.zeros((n_cls, n_cls), np.int64) for s in a.sets}
@@ -187,7 +192,7 @@ def main(argv=None) -> int:
 
     rows = {}
     rounds = seg_model.smooth_iterations if a.smooth is None else a.smooth
-    print(f"\nmodel {seg_model.path}; {n} test meshes; smoothing rounds {rounds}, fill_holes "
+    print(f"\nmodel {seg_model.path}; {n} {a.split} meshes; smoothing rounds {rounds}, fill_holes "
           f"{seg_model.fill_holes}; per-face accuracy vs carried-over ground truth\n")
     print(f"{'set':<12} {'faces (median)':>14} {'face acc':>9} {'vertex acc':>10} {'mIoU':>6} "
           f"{'agreement':>9} {'s/mesh':>7}")
@@ -201,7 +206,7 @@ def main(argv=None) -> int:
         r = rows[s]
         print(f"{s:<12} {r['median_faces']:>14,} {r['face_accuracy']:>9.4f} {r['vertex_accuracy']:>10.4f} "
               f"{r['face_mean_iou']:>6.3f} {r['agreement_mean']:>9.4f} {r['seconds_per_mesh']:>7.2f}")
-    out = {"model": seg_model.path, "n_meshes": n, "seed": a.seed, "sets": rows}
+    out = {"model": seg_model.path, "split": a.split, "n_meshes": n, "seed": a.seed, "sets": rows}
     if big is not None and a.repeat > 0:
         out["cli_200k"] = t = time_cli(*big, model=a.model, threads=a.threads, repeat=a.repeat,
                                         working_vertices=a.working_vertices)
