@@ -11,6 +11,8 @@ mean over the surface, whatever the triangulation), with temperature ``T``
 (:func:`logit_scores`):
 
 * ``max_prob``: ``1 - sum_i w_i max_c p_ic / sum_i w_i`` (one minus the mean confidence);
+* ``max_prob_median``: one minus the weighted median of ``max_c p_ic`` (a confident mesh
+  with an unsure patch -- a hole, a cut -- stays low; a shape unsure everywhere does not);
 * ``energy``: the mean of ``-T logsumexp(z_i / T)`` (Liu et al. 2020);
 * ``entropy``: the mean of ``-sum_c p_ic log p_ic`` (nats).
 
@@ -37,7 +39,7 @@ import numpy as np
 from meshgdl.train.metrics import log_softmax
 
 #: Scores computed from logits (:func:`logit_scores`), and from features (:class:`FeatureReference`).
-LOGIT_SCORES = ("max_prob", "energy", "entropy")
+LOGIT_SCORES = ("max_prob", "max_prob_median", "energy", "entropy")
 FEATURE_SCORES = ("mahalanobis", "knn")
 
 
@@ -69,9 +71,20 @@ def logit_scores(logits, weights=None, temperature: float = 1.0) -> dict[str, fl
     lse = m + np.log(np.exp(z / T - m[:, None]).sum(axis=1))
     return {
         "max_prob": float(1.0 - w @ p.max(axis=1)),
+        "max_prob_median": float(1.0 - weighted_median(p.max(axis=1), w)),
         "energy": float(w @ (-T * lse)),
         "entropy": float(w @ -(p * lp).sum(axis=1)),
     }
+
+
+def weighted_median(x, w) -> float:
+    """The smallest ``x_i`` whose weight, with that of every smaller value, reaches half
+    the total of ``w`` (``x (n,)``, ``w (n,) >= 0``, not all zero)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    w = np.asarray(w, dtype=np.float64).ravel()
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(w[order])
+    return float(x[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def pooled_features(features, weights=None) -> np.ndarray:
@@ -150,15 +163,16 @@ def fit_threshold(scores_in, rate: float = 0.05) -> float:
 
 
 #: Scores a pipeline computes from the (calibrated) probabilities it already has.
-PROBABILITY_SCORES = ("max_prob", "entropy")
+PROBABILITY_SCORES = ("max_prob", "max_prob_median", "entropy")
 #: Parts smaller than this share of the modelled area get no part verdict (too few
 #: vertices for a mean that means anything).
 MIN_PART_SHARE = 0.01
 
 
 def probability_score(probs, weights=None, score: str = "max_prob") -> float:
-    """``max_prob`` (one minus the weighted mean of each row's largest probability) or
-    ``entropy`` (weighted mean, nats) of probabilities ``probs (n, C)`` (``(C,)`` for a
+    """``max_prob`` (one minus the weighted mean of each row's largest probability),
+    ``max_prob_median`` (one minus its weighted median) or ``entropy`` (weighted mean,
+    nats) of probabilities ``probs (n, C)`` (``(C,)`` for a
     classifier) with ``weights (n,)`` (None: equal). Equals :func:`logit_scores` of
     logits whose softmax at the chosen temperature is ``probs``. Higher = more unusual."""
     p = np.asarray(probs, dtype=np.float64)
@@ -171,6 +185,8 @@ def probability_score(probs, weights=None, score: str = "max_prob") -> float:
     w = _weights(weights, p.shape[0])
     if score == "max_prob":
         return float(1.0 - w @ p.max(axis=1))
+    if score == "max_prob_median":
+        return float(1.0 - weighted_median(p.max(axis=1), w))
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
     return float(w @ -plogp.sum(axis=1))
@@ -328,5 +344,5 @@ def mesh_outputs(model, V: np.ndarray, F: np.ndarray, layer=-1, min_vertices: in
     return np.concatenate(zs), feats[0] if np.isscalar(layer) else feats, area[index], index
 
 __all__ = ["LOGIT_SCORES", "FEATURE_SCORES", "PROBABILITY_SCORES", "MIN_PART_SHARE", "logit_scores",
-           "probability_score", "part_scores", "OODRule", "assess", "pooled_features", "FeatureReference",
+           "probability_score", "weighted_median", "part_scores", "OODRule", "assess", "pooled_features", "FeatureReference",
            "fit_threshold", "flagged", "network_outputs", "mesh_outputs"]

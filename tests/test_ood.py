@@ -242,7 +242,7 @@ def test_probability_score_equals_the_logit_score_at_the_same_temperature():
     w = rng.uniform(0.1, 2.0, 30)
     for T in (0.7, 1.3):
         ls = logit_scores(z, w, T)
-        for name in ("max_prob", "entropy"):
+        for name in ("max_prob", "max_prob_median", "entropy"):
             assert probability_score(softmax(z, T), w, name) == pytest.approx(ls[name], abs=1e-12)
     # a classifier: one row; 1 - the top probability
     assert probability_score(np.array([0.1, 0.7, 0.2])) == pytest.approx(0.3)
@@ -312,3 +312,16 @@ def test_feature_rule_scores_the_pooled_features_against_its_reference():
         assess(p, rule=rule)
     with pytest.raises(CheckpointError, match="needs a 'reference'"):
         OODRule.from_info({"ood": {"score": "knn", "threshold": 2.0}})
+
+
+def test_weighted_median_and_the_median_score():
+    from meshgdl.ood import probability_score, weighted_median
+
+    assert weighted_median([3.0, 1.0, 2.0], [1, 1, 1]) == 2.0
+    assert weighted_median([3.0, 1.0, 2.0], [1, 1, 10]) == 2.0
+    assert weighted_median([3.0, 1.0, 2.0], [10, 1, 1]) == 3.0
+    assert weighted_median([5.0, 7.0], [1, 1]) == 5.0  # the lower of two halves
+    # a confident mesh with an unsure patch of 30 % of the area: the mean moves, the median not
+    p = np.array([[0.95, 0.05]] * 7 + [[0.5, 0.5]] * 3)
+    assert probability_score(p, score="max_prob") == pytest.approx(1 - (7 * 0.95 + 3 * 0.5) / 10)
+    assert probability_score(p, score="max_prob_median") == pytest.approx(0.05)

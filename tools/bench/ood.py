@@ -94,23 +94,23 @@ def procedural_meshes():
     return out
 
 
-def shipped_setting(groups, T, rate, val_groups, test_groups, ood_groups, shown) -> dict:
-    """What the pipeline ships (``max_prob`` at the temperature ``T`` fitted on the
+def shipped_setting(groups, T, rate, val_groups, test_groups, ood_groups, shown, score="max_prob") -> dict:
+    """What the pipeline ships (``score`` at the temperature ``T`` fitted on the
     validation meshes and their copies, per mesh and per part) measured on every group."""
     from meshgdl.ood import MIN_PART_SHARE, fit_threshold, logit_scores, part_scores
     from meshgdl.train.metrics import roc_auc, softmax
 
     def mesh_scores(gs):
-        return np.array([logit_scores(r["logits"], r["mass"], T)["max_prob"] for g in gs for r in groups[g]])
+        return np.array([logit_scores(r["logits"], r["mass"], T)[score] for g in gs for r in groups[g]])
 
     def parts(gs):
-        return [sc for g in gs for r in groups[g] for _, share, sc in part_scores(softmax(r["logits"], T), r["mass"])
-                if share >= MIN_PART_SHARE]
+        return [sc for g in gs for r in groups[g]
+                for _, share, sc in part_scores(softmax(r["logits"], T), r["mass"], score) if share >= MIN_PART_SHARE]
 
     thr = fit_threshold(mesh_scores(val_groups), rate)
     pthr = fit_threshold(parts(val_groups), rate)
     s_in, s_out = mesh_scores(test_groups), mesh_scores(ood_groups)
-    out = {"temperature": T, "threshold": thr, "part_threshold": pthr,
+    out = {"score": score, "temperature": T, "threshold": thr, "part_threshold": pthr,
            "val_flagged": float((mesh_scores(val_groups) > thr).mean()),
            "test_flagged": float((s_in > thr).mean()), "ood_flagged": float((s_out > thr).mean()),
            "auroc": roc_auc(s_in, s_out),
@@ -120,7 +120,7 @@ def shipped_setting(groups, T, rate, val_groups, test_groups, ood_groups, shown)
            "test_parts_flagged": float((np.array(parts(test_groups)) > pthr).mean()),
            "test_original_parts_flagged": float((np.array(parts(["test/original"])) > pthr).mean()),
            "ood_parts_flagged": float((np.array(parts(ood_groups)) > pthr).mean())}
-    print(f"\nshipped setting: max_prob at T = {T:.3f}, threshold {thr:.4f} (parts: {pthr:.4f}): AUROC "
+    print(f"\nshipped setting: {score} at T = {T:.3f}, threshold {thr:.4f} (parts: {pthr:.4f}): AUROC "
           f"{out['auroc']:.3f}; flagged: validation + copies {100 * out['val_flagged']:.1f} %, test + copies "
           f"{100 * out['test_flagged']:.1f} % (" + ", ".join(f"{g[5:]} {100 * v:.0f} %" for g, v in
                                                        out["test_flagged_per_set"].items())
@@ -139,9 +139,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="of the transformed test copies")
     p.add_argument("--max-reference", type=int, help="only the first N training meshes as reference")
     p.add_argument("--json", metavar="OUT.json")
+    p.add_argument("--score", default="max_prob", choices=["max_prob", "max_prob_median", "entropy"],
+                   help="the score of the shipped setting (and of --update-model)")
     p.add_argument("--update-model", action="store_true",
                    help="write the calibration (T fitted on the validation meshes and their copies) and the "
-                   "max_prob thresholds (mesh and part) into meshgdl/pretrained/MODEL.json")
+                   "--score thresholds (mesh and part) into meshgdl/pretrained/MODEL.json")
     a = p.parse_args(argv)
 
     import torch
@@ -354,12 +356,12 @@ def main(argv=None) -> int:
         print(f"  {g:<22} n={len(groups[g]):3d}  " + " ".join(
             f"{nm} {100 * table[nm]['per_class_flagged'][g]:.0f}%" for nm in names))
     shipped = shipped_setting(groups, T_copies, a.rate, val_groups, test_groups, ood_groups,
-                              dict(zip(shown, shown_groups)))
+                              dict(zip(shown, shown_groups)), a.score)
     print(f"\n{time.perf_counter() - t_start:.0f} s; load average {measure.load_average()}")
     if a.update_model:
         from meshgdl.pretrained import PRETRAINED_DIR, update_description
 
-        cmd = f"OMP_NUM_THREADS=1 python tools/bench/ood.py --model {a.model} --update-model"
+        cmd = f"OMP_NUM_THREADS=1 python tools/bench/ood.py --model {a.model} --score {a.score} --update-model"
         val_text = (f"the {len(groups['val'])} validation meshes and their {len(val_recs) - len(groups['val'])} "
                     f"transformed copies ({', '.join(TEST_SETS[1:])}; tools/bench/ood.py)")
         rows = calib["rows"]
@@ -370,7 +372,7 @@ def main(argv=None) -> int:
                             "nll_before": rows["val + copies"]["nll_1"], "nll_after": rows["val + copies"]["nll_T_copies"],
                             "test_ece_before": rows["test + copies"]["ece_1"],
                             "test_ece_after": rows["test + copies"]["ece_T_copies"], "command": cmd},
-            "ood": {"score": "max_prob", "threshold": shipped["threshold"], "part_threshold": shipped["part_threshold"],
+            "ood": {"score": a.score, "threshold": shipped["threshold"], "part_threshold": shipped["part_threshold"],
                     "rate": a.rate, "fitted_on": val_text, "val_flagged": shipped["val_flagged"],
                     "test_flagged": shipped["test_flagged"], "auroc": shipped["auroc"],
                     "ood_flagged": shipped["ood_flagged"], "command": cmd},
