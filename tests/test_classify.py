@@ -234,6 +234,10 @@ def test_shrec_test_meshes_classified_correctly(classifier, capsys):
     assert rc == 0, err
     got = [ln.split(": ", 1)[1].split(" ")[0] for ln in out.strip().splitlines()]
     assert got == SHREC_CHECK
+    # meshes like its training meshes: no out-of-distribution warning, even with --reject-ood
+    assert "warning" not in err
+    rc, _, err = run(["classify", *paths, "--reject-ood", "--quiet"], capsys)
+    assert rc == 0 and "warning" not in err
 
 
 @needs_shrec
