@@ -93,9 +93,10 @@ TRAIN = {
 
 def _env() -> dict:
     # One thread: a shared 2-core machine thrashes with more. glibc: at 8000 working
-    # vertices the training process's RSS reached 14.4 GB after 2 epochs (rising ~0.75 GB
-    # an epoch) with glibc's defaults; with blocks > 4 MiB mmapped and the heap trimmed above
-    # 32 MiB it fell back to 9.2 GB between epochs (peak 12.6 GB within one).
+    # vertices the training process's RSS reached 14.4 GB after 2 epochs with glibc's
+    # defaults; with blocks > 4 MiB mmapped and the heap trimmed above 32 MiB it fell back
+    # to ~9 GB between epochs, but still peaked at 12.6-13.6 GB within each epoch (cause
+    # not found; metrics.jsonl's peak_memory_mb).
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                 MALLOC_MMAP_THRESHOLD_=os.environ.get("MALLOC_MMAP_THRESHOLD_", "4194304"),
                 MALLOC_TRIM_THRESHOLD_=os.environ.get("MALLOC_TRIM_THRESHOLD_", "33554432"))
