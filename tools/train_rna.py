@@ -152,6 +152,40 @@ def _data_one(job) -> dict:
     return info
 
 
+def ceiling(a) -> dict:
+    """The accuracy a working resolution allows: the true labels of the first ``--limit``
+    (default 8) training meshes carried to working meshes of each ``--ceiling`` size (closest
+    surface point, as the data step does) and back to every original vertex exactly as
+    ``meshgdl segment`` carries its probabilities (projection with normals, barycentric
+    interpolation of one-hot rows, argmax), scored per original vertex."""
+    from meshgdl.data.datasets import RNASegmentation
+    from meshgdl.data.labels import nearest_surface_labels
+    from meshgdl.data.working_mesh import working_mesh
+    from meshgdl.geometry.normals import vertex_normals
+    from meshgdl.geometry.proximity import interpolate, project_to_surface
+    from meshgdl.threads import blas_threads
+
+    ds = RNASegmentation(a.data_root, "train")
+    items = [ds[i] for i in range(min(a.limit or 8, len(ds)))]
+    out = {}
+    with blas_threads(1):
+        for n_target in a.ceiling:
+            right = total = 0
+            for it in items:
+                wm = working_mesh(it.V, it.F, n_target)
+                y = nearest_surface_labels(wm.V, wm.normalize(it.V), it.F, it.y)
+                face, bary, _ = project_to_surface(wm.normalize(it.V), wm.V, wm.F, normals=vertex_normals(it.V, it.F))
+                onehot = np.eye(ds.n_classes)[np.clip(y, 0, None)] * (y >= 0)[:, None]
+                back = np.argmax(interpolate(onehot, wm.F, face, bary), axis=1)
+                keep = it.y >= 0
+                right += int((back[keep] == it.y[keep]).sum())
+                total += int(keep.sum())
+            out[n_target] = right / total
+            print(f"ceiling: {n_target} working vertices -> {100 * out[n_target]:.1f} % of the original vertices "
+                  f"({len(items)} training meshes)", file=sys.stderr)
+    return out
+
+
 def make_data(work: Path, a) -> dict:
     from meshgdl.data.datasets import RNASegmentation
 
@@ -357,7 +391,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("work", help="work folder (data, cache, run, evaluation); outside the repository")
     p.add_argument("--steps", nargs="+", default=["data", "train", "evaluate", "export"],
-                   choices=["data", "train", "evaluate", "export"])
+                   choices=["ceiling", "data", "train", "evaluate", "export"])
     p.add_argument("--model", choices=sorted(MODELS), default="gem")
     p.add_argument("--working-vertices", type=int, default=8000)
     p.add_argument("--epochs", type=int, default=TRAIN["epochs"])
@@ -374,9 +408,13 @@ def main(argv=None) -> int:
     p.add_argument("--eval-tag", default=None, help="evaluate: name of the results (default <split>_e<epoch>_s<smooth>)")
     p.add_argument("--data-root", help="the dataset folder or a folder holding rna_surface_segmentation/")
     p.add_argument("--export", default=str(ROOT / "meshgdl" / "pretrained" / "rna_surface.safetensors"))
+    p.add_argument("--ceiling", type=int, nargs="+", default=[2000, 3000, 5000, 6000, 8000, 10000],
+                   help="ceiling step: working resolutions whose label round trip is scored")
     a = p.parse_args(argv)
     work = Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if "ceiling" in a.steps:
+        write_text_atomic(work / "ceiling.json", json.dumps(ceiling(a), indent=1))
     if "data" in a.steps and not (work / "data" / "recipe.json").exists():
         make_data(work, a)
     if "train" in a.steps:
