@@ -66,6 +66,7 @@ N_CLASSES = 260
 #: file label of each class index (class c <-> file value c - 1)
 LABEL_VALUES = list(range(-1, N_CLASSES - 1))
 
+from train_human_parts import MODELS as HUMAN_MODELS  # noqa: E402
 from train_pretrained import MODEL as FIGURE_MODEL  # noqa: E402
 
 MODELS = {
@@ -74,6 +75,9 @@ MODELS = {
     # and one level deeper (8000 -> 2000 -> 500 -> 125 vertices), every mesh scaled to
     # unit area
     "gem": dict(FIGURE_MODEL, unit_area=True, n_levels=4, hidden_irreps="32x0 + 16x1 + 16x2"),
+    # the DiffusionNet baseline of the human_seg benchmark (4 x 128, HKS input) with the
+    # authors' RNA dropout (0.5; tools/bench/rna.sh); run with --lr 1e-3 as there
+    "diffusion": dict(HUMAN_MODELS["diffusion"], dropout=0.5),
 }
 
 TRAIN = {

@@ -84,7 +84,8 @@ def ood_line(ood: dict) -> str:
         return s + " (the model has no out-of-distribution threshold)"
     verdict = "in distribution" if ood["in_distribution"] else "OUT OF DISTRIBUTION"
     flagged = [p["name"] for p in ood.get("parts", []) if p.get("in_distribution") is False]
-    tail = f"; parts unlike the training data: {', '.join(flagged)}" if flagged else ""
+    shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
+    tail = f"; parts unlike the training data: {shown}" if flagged else ""
     return f"{s} (threshold {ood['threshold']:.3f}): {verdict}{tail}"
 
 

@@ -60,6 +60,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tools"))
 
 import measure  # noqa: E402
 from human_seg_robustness import transformed  # noqa: E402
@@ -139,6 +140,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="of the transformed test copies")
     p.add_argument("--max-reference", type=int, help="only the first N training meshes as reference")
     p.add_argument("--json", metavar="OUT.json")
+    p.add_argument("--sets", nargs="+", default=list(TEST_SETS), choices=TEST_SETS,
+                   help="the transformed copies of the validation and test meshes (original first)")
+    p.add_argument("--test-step", type=int, default=1, help="every K-th test mesh (rna_surface: 15k-vertex meshes)")
+    p.add_argument("--ood-per-class", type=int, default=None, help="only the first N meshes of each SHREC'11 class")
+    p.add_argument("--horse-step", type=int, default=1, help="every K-th frame of the horse")
     p.add_argument("--score", default="max_prob", choices=["max_prob", "max_prob_median", "entropy"],
                    help="the score of the shipped setting (and of --update-model)")
     p.add_argument("--update-model", action="store_true",
@@ -185,7 +191,18 @@ def main(argv=None) -> int:
         r["name"] = name
         groups.setdefault(group, []).append(r)
 
-    if a.model == "figure_parts":
+    if a.model == "rna_surface":
+        # the 55 training meshes tools/train_rna.py held out for validation (same seeded
+        # draw), and the test meshes; every other training mesh may be a reference
+        from meshgdl.data.datasets import RNASegmentation
+        from train_rna import val_names
+
+        rtrain, rtest = RNASegmentation(a.data_root, "train"), RNASegmentation(a.data_root, "test")
+        vn = set(val_names(list(rtrain.names), 0.1, 0))
+        ref_items = [rtrain[i] for i, n in enumerate(rtrain.names) if n not in vn][: a.max_reference or 10]
+        val_items = [rtrain[rtrain.names.index(n)] for n in sorted(vn)]
+        test_items = [rtest[i] for i in range(0, len(rtest), a.test_step)]
+    elif a.model == "figure_parts":
         # capsule figures of body-proportion seeds the model never saw (training: 0-11,
         # its own held-out test: 100-103), posed as its training figures are
         from meshgdl.data.synthetic import capsule_figure, random_pose
@@ -215,11 +232,11 @@ def main(argv=None) -> int:
     print(f"reference: {len(ref_items)} meshes ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
     rng = np.random.default_rng(a.seed)
     for it in val_items:
-        for s in TEST_SETS:
+        for s in a.sets:
             Vt, Ft, _ = transformed(s, it.V, it.F, rng)
             add("val" if s == "original" else f"val/{s}", it.name, Vt, Ft, copy_labels(s, Vt, it))
     for it in test_items:
-        for s in TEST_SETS:
+        for s in a.sets:
             Vt, Ft, _ = transformed(s, it.V, it.F, rng)
             add(f"test/{s}", it.name, Vt, Ft, copy_labels(s, Vt, it))
     if a.model == "figure_parts":  # real human bodies: what the model is for, reported apart
@@ -231,12 +248,12 @@ def main(argv=None) -> int:
     shrec = root / "shrec_11_meshcnn_split16" / "shrec_16"
     for cdir in sorted(d for d in shrec.iterdir() if d.is_dir()):
         g = ("shrec_human" if cdir.name in SHREC_HUMAN else "shrec_humanoid" if cdir.name in SHREC_HUMANOID
-             else f"shrec/{cdir.name}")
-        for f in sorted(cdir.glob("*/*.obj")):
+             else f"shrec/{cdir.name}") if a.model != "rna_surface" else f"shrec/{cdir.name}"
+        for f in sorted(cdir.glob("*/*.obj"))[: a.ood_per_class]:
             m = load_mesh(f)
             add(g, f"{cdir.name}/{f.stem}", m.V, m.F)
     anim = load_animation(root / "animations" / "horse_gallop.obj", root / "animations" / "horse_gallop.pc2")
-    for t in range(anim.n_frames):
+    for t in range(0, anim.n_frames, a.horse_step):
         fr = anim.frame(t)
         add("horse", f"frame_{t}", fr.V, fr.F)
     for nm, V, F in procedural_meshes():
@@ -313,7 +330,7 @@ def main(argv=None) -> int:
                     ["shrec_humanoid"], ["human_seg"]]
 
     def vals(gs, nm):
-        return np.array([r["scores"][nm] for g in gs for r in groups[g]])
+        return np.array([r["scores"][nm] for g in gs if g in groups for r in groups[g]])
 
     val_groups = ["val"] + [g for g in groups if g.startswith("val/")]
     table = {}
@@ -337,7 +354,7 @@ def main(argv=None) -> int:
     n_in, n_out = len(vals(test_groups, names[0])), len(vals(ood_groups, names[0]))
     n_val = len(vals(val_groups, names[0]))
     print(f"\nper-mesh scores: thresholds flag <= {100 * a.rate:.0f} % of {len(groups['val'])} validation meshes "
-          f"(A) or of them and their copies, {n_val} (B); {n_in} in-distribution test meshes ({', '.join(TEST_SETS)}), "
+          f"(A) or of them and their copies, {n_val} (B); {n_in} in-distribution test meshes ({', '.join(a.sets)}), "
           f"{n_out} out-of-distribution meshes; T = {T:.3f} for the _T scores")
     print(f"{'score':<27} {'AUROC':>6} {'AUROC-holes':>11} {'A: test':>7} {'A: OOD':>6} {'B: val':>6} {'B: test':>7} "
           f"{'B: OOD':>6}  " + " ".join(f"{s[:14]:>14}" for s in shown))
@@ -361,9 +378,17 @@ def main(argv=None) -> int:
     if a.update_model:
         from meshgdl.pretrained import PRETRAINED_DIR, update_description
 
-        cmd = f"OMP_NUM_THREADS=1 python tools/bench/ood.py --model {a.model} --score {a.score} --update-model"
+        argv_used = [x for x in (sys.argv[1:] if argv is None else argv)]
+        if "--json" in argv_used:  # where the record went is not part of the recipe
+            i = argv_used.index("--json")
+            del argv_used[i:i + 2]
+        cmd = "OMP_NUM_THREADS=1 python tools/bench/ood.py " + " ".join(argv_used)
         val_text = (f"the {len(groups['val'])} validation meshes and their {len(val_recs) - len(groups['val'])} "
-                    f"transformed copies ({', '.join(TEST_SETS[1:])}; tools/bench/ood.py)")
+                    f"transformed copies ({', '.join(a.sets[1:])}; tools/bench/ood.py)" if len(a.sets) > 1 else
+                    f"the {len(groups['val'])} validation meshes (tools/bench/ood.py --sets original)")
+        if a.model == "rna_surface":
+            val_text += ("; RNA: the 55 training meshes tools/train_rna.py held out (a random 10 % of the same "
+                         "collection as the test meshes)")
         rows = calib["rows"]
         js = update_description(PRETRAINED_DIR / f"{a.model}.safetensors", {
             "calibration": {"temperature": T_copies, "method": "temperature scaling (per vertex, working mesh)",
