@@ -4,6 +4,17 @@ and 3), measured: which per-mesh score tells human bodies from other shapes.
 
     python tools/bench/ood.py                       # human_parts, all groups (~4 min, 1 core)
     python tools/bench/ood.py --json ood.json
+    python tools/bench/ood.py --model figure_parts --update-model     # fit and ship its setting
+    python tools/bench/ood.py --model rna_surface --sets original --test-step 8 --ood-per-class 2 \
+        --horse-step 8 --max-reference 4 --update-model
+
+In-distribution meshes per model: ``human_parts`` as below; ``figure_parts``: capsule
+figures of body-proportion seeds it never saw (validation 200-210, test 100-103), the
+human_seg test bodies reported apart; ``rna_surface``: the 55 training molecules
+``tools/train_rna.py`` held out (validation) and every ``--test-step``-th test molecule,
+every SHREC'11 class out of distribution. ``--update-model`` writes the shipped setting
+(``--score`` at the temperature fitted on the validation meshes and their copies, mesh and
+part thresholds) into ``meshgdl/pretrained/MODEL.json``.
 
 Every mesh goes the way ``meshgdl segment`` takes it to the network: the working mesh
 (:func:`meshgdl.data.working_mesh.working_mesh` with the model's ``working_vertices``,
@@ -288,7 +299,8 @@ def main(argv=None) -> int:
               f"{100 * row['ece_T']:6.2f}% {100 * row['ece_T_copies']:11.2f}% {row['nll_1']:8.3f} {row['nll_T']:6.3f} "
               f"{row['nll_T_copies']:12.3f}")
     bins = {tag: calibration_bins(softmax(zt, tt), yt) for tag, tt in (("before", 1.0), ("after", T))}
-    print("\nreliability, 18 test meshes (per vertex): bin, count, confidence / accuracy with T = 1 | T")
+    print(f"\nreliability, {len(groups['test/original'])} test meshes (per vertex): bin, count, "
+          "confidence / accuracy with T = 1 | T")
     for b in range(len(bins["before"]["count"])):
         cb, ca = bins["before"], bins["after"]
         if cb["count"][b] or ca["count"][b]:
