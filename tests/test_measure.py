@@ -135,12 +135,24 @@ def test_cuda_peak_of_a_buffer_freed_inside():
 
 @pytest.mark.skipif(not measure.reset_rss_peak(), reason="/proc/self/clear_refs not writable here")
 def test_rss_peak_sees_numpy_memory_and_only_this_section():
+    import mmap
+
     big = np.ones(96 * MiB // 8)  # a high-water mark above the section's, before it
     del big
-    # 40 MiB is above glibc's largest mmap threshold (32 MiB), so the section's array gets
-    # fresh pages from the kernel; a smaller one could reuse heap pages an earlier test
-    # left resident, and the section would then add nothing to the resident set.
-    total, r = measure.rss_peak(lambda: float(np.ones(40 * MiB // 8).sum()))
+
+    def section():
+        # a numpy array on fresh anonymous pages from the kernel, whatever malloc holds:
+        # np.ones(40 MiB) itself reused heap pages an earlier test had left resident once
+        # in a full run (a library had raised glibc's mmap threshold), adding nothing
+        buf = mmap.mmap(-1, 40 * MiB)
+        a = np.frombuffer(buf, dtype=np.float64)
+        a[:] = 1.0
+        total = float(a.sum())
+        del a
+        buf.close()
+        return total
+
+    total, r = measure.rss_peak(section)
     assert total == 40 * MiB // 8 and r.reset
     assert 36 * MiB < r.extra_bytes < 56 * MiB, r
 
