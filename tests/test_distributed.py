@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +75,17 @@ def test_ddp_two_processes_equals_single_process(tmp_path):
     single = dict(base, batch_size=2)
     _run([sys.executable, str(script), json.dumps(single), str(tmp_path / "single")], env)
     ddp = dict(base, batch_size=1)
-    r = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-              str(script), json.dumps(ddp), str(tmp_path / "ddp")], env)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), json.dumps(ddp), str(tmp_path / "ddp")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    if first.returncode != 0 and "terminate called without an active exception" in first.stdout + first.stderr:
+        # gloo's teardown race on a loaded machine (2 of many runs, after the barrier of
+        # distributed.cleanup): a second run in a fresh folder must then pass as a whole
+        shutil.rmtree(tmp_path / "ddp", ignore_errors=True)
+        r = _run(cmd, env)
+    else:
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        r = first
     a, b = _weights(tmp_path / "single" / "last.safetensors"), _weights(tmp_path / "ddp" / "last.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
