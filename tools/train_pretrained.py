@@ -375,10 +375,9 @@ def main(argv=None) -> int:
         model_path = export(work, a)
     if "evaluate" in a.steps:
         res = evaluate(work, a, model_path)
-        js = model_path.with_suffix(".json")
-        doc = json.loads(js.read_text())
-        doc["evaluation"] = {k: v for k, v in res.items() if k != "per_mesh"}
-        write_text_atomic(js, json.dumps(doc, indent=1) + "\n")
+        from meshgdl.pretrained import update_description
+
+        update_description(model_path, {"evaluation": {k: v for k, v in res.items() if k != "per_mesh"}})
         write_text_atomic(work / "evaluation.json", json.dumps(res, indent=1) + "\n")
         print(f"evaluate: accuracy {res['accuracy']:.4f}, mIoU {res['mean_iou']:.4f}, "
               f"left/right merged {res['accuracy_left_right_merged']:.4f}", file=sys.stderr)

@@ -545,11 +545,11 @@ def main(argv=None) -> int:
         model = export(work, a.export, a.epochs)
     if "evaluate" in a.steps:
         res = evaluate(work, model, a.cache_dir)
-        js = model.with_suffix(".json")
-        doc = json.loads(js.read_text())
-        doc.setdefault("metrics", {}).update({k: v for k, v in res.items() if not isinstance(v, list)})
-        doc["misclassified_test"] = res["misclassified_classify"]
-        write_text_atomic(js, json.dumps(doc, indent=1) + "\n")
+        from meshgdl.pretrained import read_sidecar, update_description
+
+        metrics = {**read_sidecar(model).get("metrics", {}),
+                   **{k: v for k, v in res.items() if not isinstance(v, list)}}
+        update_description(model, {"metrics": metrics, "misclassified_test": res["misclassified_classify"]})
         print(f"evaluate: test accuracy {100 * res['test_accuracy']:.2f} % (meshgdl eval), "
               f"{100 * res['test_accuracy_classify']:.2f} % (classify pipeline)", file=sys.stderr)
     if "calibrate" in a.steps:

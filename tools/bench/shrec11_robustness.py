@@ -26,7 +26,6 @@ classification of each mesh; the remeshing is not timed); ``--out`` writes the r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -76,7 +75,6 @@ def main(argv=None) -> int:
                    help="store the accuracies in the shipped model's JSON metrics")
     a = p.parse_args(argv)
 
-    from meshgdl.atomic import write_text_atomic
     from meshgdl.classification import classify, load_classifier
     from meshgdl.data.datasets import default_data_root
     from meshgdl.io import load_mesh
@@ -129,13 +127,13 @@ def main(argv=None) -> int:
     if a.out:
         measure.write_json(a.out, measure.record("tools/bench/shrec11_robustness.py", res, a, env))
     if a.update_model:
-        js = Path(clf.path).with_suffix(".json")
-        doc = json.loads(js.read_text())
-        doc.setdefault("metrics", {}).update({
-            "robustness_accuracy_as_is": acc0, "robustness_accuracy_remeshed_rotated": acc1})
-        doc["robustness"] = {k: v for k, v in res.items() if k not in ("per_mesh", "model")}
-        doc["robustness"]["recipe"] = f"python tools/bench/shrec11_robustness.py --seed {a.seed} --update-model"
-        write_text_atomic(js, json.dumps(doc, indent=1) + "\n")
+        from meshgdl.pretrained import read_sidecar, update_description
+
+        metrics = {**read_sidecar(clf.path).get("metrics", {}),
+                   "robustness_accuracy_as_is": acc0, "robustness_accuracy_remeshed_rotated": acc1}
+        robustness = {k: v for k, v in res.items() if k not in ("per_mesh", "model")}
+        robustness["recipe"] = f"python tools/bench/shrec11_robustness.py --seed {a.seed} --update-model"
+        update_description(clf.path, {"metrics": metrics, "robustness": robustness})
     return 0
 
 
