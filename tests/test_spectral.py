@@ -156,6 +156,38 @@ def test_exact_multiplicities_larger_than_the_block_are_not_missed(sphere_basis,
     assert counts == [3, 5, 7, 9]
 
 
+def test_multiplet_probe_runs_only_after_a_block_sized_cluster(monkeypatch):
+    # 9 identical copies of an asymmetric sphere: every eigenvalue has multiplicity 9, one
+    # more than the block size 8; the Krylov space finds >= 8 copies (here round-off lets
+    # it find the ninth as well), so the multiplet probe must run and the answer must be
+    # complete. On one copy (simple eigenvalues: no 8 equal values) it is skipped.
+    import meshgdl.geometry.spectral as spectral
+
+    calls = []
+    real = spectral._block_krylov
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("probe_dim"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(spectral, "_block_krylov", counting)
+    V, F = bumpy_sphere(2)  # 162 vertices
+    V9 = np.vstack([V + 3.0 * i for i in range(9)])
+    F9 = np.vstack([F + len(V) * i for i in range(9)])
+    L, M = laplacian(V9, F9, method="cotan")
+    evals, evecs = eigenbasis(L, M, 9 + 27, block_size=8)
+    one = sla.eigh(*(m.toarray() for m in laplacian(V, F, method="cotan")), eigvals_only=True)[:4]
+    np.testing.assert_allclose(evals[:9], 0.0, atol=1e-10)
+    np.testing.assert_allclose(evals[9:], np.repeat(one[1:], 9), rtol=1e-9)
+    np.testing.assert_allclose(evecs.T @ (M @ evecs), np.eye(36), atol=1e-9)
+    assert any(c is not None for c in calls)  # the probe ran
+
+    calls.clear()
+    V, F = bumpy_sphere(4)
+    eigenbasis(*laplacian(V, F, method="cotan"), 40, block_size=8)
+    assert calls == [None]  # the main solve only
+
+
 def test_k_at_least_n_returns_all_pairs_dense():
     V, F = icosphere(1)
     L, M = laplacian(V, F, method="cotan")

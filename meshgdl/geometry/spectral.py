@@ -46,6 +46,7 @@ import logging
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg.blas import dgemm as _dgemm
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
@@ -164,19 +165,46 @@ def _orthonormalize_against(W: np.ndarray, Z: np.ndarray, passes: int = 2) -> No
             W -= Z @ (Z.T @ W)
 
 
-def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe_dim=None):
+# The Gram-Schmidt products are tall-skinny (n x nq against n x b) and memory-bound.
+# Called through BLAS directly on Fortran-ordered operands they run as
+# (nq x n)(n x b) and an in-place (n x nq)(nq x b) update, the shapes OpenBLAS is fast
+# at; numpy's ``Q.T @ W`` / ``W -= Q @ C`` produce C-ordered results (computed as
+# (b x n)(n x nq)) plus a temporary: ~1.5x the time at 10k vertices, 400 columns.
+def _project(Q: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``Q.T @ W`` (Q, W Fortran-ordered float64)."""
+    return _dgemm(1.0, Q, W, trans_a=1)
+
+
+def _subtract(W: np.ndarray, Q: np.ndarray, C: np.ndarray) -> None:
+    """``W -= Q @ C`` in place (W, Q Fortran-ordered float64)."""
+    out = _dgemm(-1.0, Q, C, 1.0, W, overwrite_c=1)
+    if out is not W:  # not expected (W is Fortran-ordered): keep the result anyway
+        W[...] = out
+
+
+def _deflate(W: np.ndarray, Z: np.ndarray) -> None:
+    """One CGS pass of Fortran-ordered W against the orthonormal columns of Z."""
+    if Z.shape[1]:
+        _subtract(W, Z, _project(Z, W))
+
+
+def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe_dim=None, info=None):
     """Top-kw eigenpairs of T = solver^{-1} on the complement of span(Z).
 
     Returns (theta (kw,), X (n, kw) Ritz vectors, orthonormal to ~eps). With
     ``probe_dim`` it stops once the basis has that size and returns the top Ritz
-    values only (lower bounds of the true ones), with X = None."""
+    values only (lower bounds of the true ones), with X = None. ``info`` (a dict), if
+    given, gets ``"fresh": True`` when exhausted directions were refilled with new
+    random vectors (the basis is then no longer a Krylov space of ``b`` vectors)."""
     n = A.shape[0]
     p = min(kw + max(b, kw // 4), max_dim - 2 * b)
     p = max(p, kw)
+    Z = np.asfortranarray(Z, dtype=np.float64)
     Q = np.empty((n, max_dim + b), order="F")
     H = np.zeros((max_dim + b, max_dim + b))
-    W = rng.standard_normal((n, b))
-    _orthonormalize_against(W, Z)
+    W = np.asfortranarray(rng.standard_normal((n, b)))
+    _deflate(W, Z)
+    _deflate(W, Z)
     Q[:, :b] = np.linalg.qr(W)[0]
     nq = b
     next_check = min(max(int(2.5 * kw), kw + 2 * b), max_dim)
@@ -185,34 +213,35 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe
     theta_scale = 0.0
     while True:
         j0 = nq - b
-        W = solver.solve(Q[:, j0:nq])
-        W = np.asarray(W, dtype=np.float64).reshape(n, b)
+        W = np.asfortranarray(np.asarray(solver.solve(Q[:, j0:nq]), dtype=np.float64).reshape(n, b))
         # T maps span(Z) to itself, so T Q_j keeps only round-off in span(Z): one pass
-        _orthonormalize_against(W, Z, passes=1)
+        _deflate(W, Z)
         C = np.zeros((nq, b))
-        # local three-term step: removes the large components cheaply
-        for lo, hi in ((j0, nq), (max(0, j0 - b), j0)):
-            if hi > lo:
-                Cl = Q[:, lo:hi].T @ W
-                W -= Q[:, lo:hi] @ Cl
-                C[lo:hi] += Cl
+        # local three-term step against the two newest blocks (orthonormal to each
+        # other): removes the large components cheaply
+        lo = max(0, j0 - b)
+        Cl = _project(Q[:, lo:nq], W)
+        _subtract(W, Q[:, lo:nq], Cl)
+        C[lo:nq] = Cl
         Qa = Q[:, :nq]
         before = _colnorms(W)
-        C2 = Qa.T @ W
-        W -= Qa @ C2
+        C2 = _project(Qa, W)
+        _subtract(W, Qa, C2)
         C += C2
         if np.any(_colnorms(W) < 0.5 * before):
-            C2 = Qa.T @ W
-            W -= Qa @ C2
+            C2 = _project(Qa, W)
+            _subtract(W, Qa, C2)
             C += C2
         H[:nq, j0:nq] = C
         theta_scale = max(theta_scale, float(np.abs(np.diag(C[j0:nq])).max()))
-        # Householder QR on a Fortran copy: LAPACK's fast path (numpy's qr of a C array
-        # is several times slower on tall-skinny blocks)
-        Qn, R = sla.qr(np.asfortranarray(W), mode="economic", check_finite=False)
+        # Householder QR of the Fortran-ordered block: LAPACK's fast path (numpy's qr
+        # of a C array is several times slower on tall-skinny blocks)
+        Qn, R = sla.qr(W, mode="economic", overwrite_a=True, check_finite=False)
         # Krylov space exhausted in some direction: continue with fresh random vectors.
         dead = np.abs(np.diag(R)) <= 1e-12 * max(theta_scale, np.finfo(float).tiny)
         if np.any(dead):
+            if info is not None:
+                info["fresh"] = True
             for j in np.flatnonzero(dead):
                 r = rng.standard_normal((n, 1))
                 _orthonormalize_against(r, Z)
@@ -272,7 +301,18 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe
             last_check = None
 
 
-def _complete_multiplets(A, solver, theta, X, Z, *, b, rng, max_restarts, max_rounds=10):
+def _has_cluster(theta: np.ndarray, size: int, rtol: float = 1e-6) -> bool:
+    """Whether ``size`` of the values agree to a relative ``rtol``."""
+    if size <= 1:
+        return len(theta) > 0
+    th = np.sort(theta)
+    if len(th) < size:
+        return False
+    spread = th[size - 1:] - th[:len(th) - size + 1]
+    return bool(np.any(spread <= rtol * np.abs(th[size - 1:])))
+
+
+def _complete_multiplets(A, solver, theta, X, Z, *, b, rng, max_restarts, max_rounds=10, krylov=True):
     """Recover eigenvectors a block Krylov space cannot see.
 
     A Krylov space grown from ``b`` start vectors holds at most ``b`` directions of any
@@ -280,10 +320,21 @@ def _complete_multiplets(A, solver, theta, X, Z, *, b, rng, max_restarts, max_ro
     identical disconnected parts) can be silently under-counted. Probe the orthogonal
     complement of everything found with a fresh random block: any eigenvalue there
     that beats the current k-th one was missed; swap it in and probe again.
+
+    With ``krylov=True`` (theta, X come from one block Krylov space of ``b`` start
+    vectors, thick restarts included: every restart stays inside the T-invariant space
+    the start block generates, whose projection on an eigenspace has rank <= b), a
+    missed copy implies that ``b`` copies of that eigenvalue were found, all converged
+    (so within ``tol`` of each other): without ``b`` values agreeing to 1e-6 nothing
+    can be missing and the probe is skipped.
     """
     n, kw = X.shape
+    if krylov and not _has_cluster(theta, b):
+        return theta, X
     for _ in range(max_rounds):
-        D = np.concatenate([Z, X], axis=1)
+        D = np.empty((n, Z.shape[1] + kw), order="F")
+        D[:, :Z.shape[1]] = Z
+        D[:, Z.shape[1]:] = X
         room = n - D.shape[1]
         kp = min(b, max(room // 8, 1))
         # A short probe (no convergence needed): Ritz values are lower bounds, so one
@@ -449,9 +500,11 @@ def eigenbasis(
     rng = np.random.default_rng(seed)
     try:
         with limit_blas(blas_threads):
+            info = {}
             theta, X = _block_krylov(A, solver, kw, Z, b=b, tol=tol, max_dim=max_dim, rng=rng,
-                                     max_restarts=max_restarts)
-            theta, X = _complete_multiplets(A, solver, theta, X, Z, b=b, rng=rng, max_restarts=max_restarts)
+                                     max_restarts=max_restarts, info=info)
+            theta, X = _complete_multiplets(A, solver, theta, X, Z, b=b, rng=rng, max_restarts=max_restarts,
+                                            krylov=not info.get("fresh", False))
     except RuntimeError as exc:
         # Badly conditioned meshes (tiny components, slivers) can stall the block
         # solver; ARPACK's shift-invert is slower but converges there.
