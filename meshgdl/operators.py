@@ -26,7 +26,9 @@ import scipy.sparse as sp
 from meshgdl.cache import content_key, load_entry, save_entry
 from meshgdl.geometry.gauges import compute_gauges
 from meshgdl.geometry.gradient import tangent_gradient
+from meshgdl.geometry.laplacian import laplacian as build_laplacian
 from meshgdl.geometry.normals import vertex_normals
+from meshgdl.geometry.spectral import eigenbasis
 
 log = logging.getLogger(__name__)
 
@@ -368,9 +370,6 @@ def compute_operators(
     n_hks: HKS time samples. laplacian: ``"auto" | "cotan" | "robust"``. n_wks: WKS
     energies (0: no ``wks``).
     """
-    from meshgdl.geometry.laplacian import laplacian as build_laplacian
-    from meshgdl.geometry.spectral import eigenbasis
-
     V = np.ascontiguousarray(V, dtype=np.float64)
     F = np.ascontiguousarray(F, dtype=np.int64)
     params = {"k_eig": int(k_eig), "n_hks": int(n_hks), "laplacian": str(laplacian)}
