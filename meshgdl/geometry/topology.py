@@ -30,6 +30,29 @@ def vertex_adjacency(F: np.ndarray, n: int) -> sp.csr_matrix:
     return A
 
 
+def ring_distance(F: np.ndarray, n: int, seeds, max_rings: int) -> np.ndarray:
+    """``(n,) int64``: each vertex's edge-hop distance to the nearest of the ``seeds``
+    (vertex indices or an ``(n,)`` bool mask): 0 on the seeds, ``k`` on their ``k``-th
+    ring, ``max_rings + 1`` beyond ``max_rings`` rings or where no seed is reachable."""
+    seeds = np.asarray(seeds)
+    mask = seeds.astype(bool) if seeds.dtype == bool else np.isin(np.arange(n), seeds)
+    if mask.shape != (n,):
+        raise ValueError(f"seeds: a ({n},) bool mask or vertex indices, got shape {seeds.shape}")
+    dist = np.full(n, max_rings + 1, dtype=np.int64)
+    dist[mask] = 0
+    if max_rings < 1 or not mask.any():
+        return dist
+    A = vertex_adjacency(F, n)
+    for k in range(1, max_rings + 1):
+        grown = (A @ mask.astype(np.float64)) > 0
+        new = grown & ~mask
+        if not new.any():
+            break
+        dist[new] = k
+        mask |= new
+    return dist
+
+
 def _edges(F: np.ndarray) -> np.ndarray:
     """(3m, 2) sorted undirected edges, one per face side (edge k is opposite corner k)."""
     E = np.concatenate([F[:, [1, 2]], F[:, [2, 0]], F[:, [0, 1]]])
@@ -113,6 +136,7 @@ def boundary_halfedges(F: np.ndarray, n: int) -> np.ndarray:
 __all__ = [
     "vertex_components",
     "vertex_adjacency",
+    "ring_distance",
     "is_edge_manifold",
     "is_vertex_manifold",
     "vertex_fan_counts",

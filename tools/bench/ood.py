@@ -50,6 +50,10 @@ test and out-of-distribution meshes flagged at thresholds A and B, and of each g
 ``a+b``: two scores together, each centred on its median and divided by its interquartile
 range over the validation meshes and their copies, summed.
 
+The shipped score once more without the working vertices within ``K`` rings of a filled
+hole's centre (:data:`FILL_RINGS`; the unsure rim of a closed hole left out): does the
+flag rate of holed meshes come from their rims or from the whole body?
+
 Calibration (per vertex, on the working mesh; ground truth carried to the working
 vertices, and to the copies' new vertices, by closest surface point): the temperature
 fitted on the validation meshes' logits (``T``; :func:`meshgdl.train.metrics.fit_temperature`)
@@ -85,6 +89,8 @@ SHREC_HUMANOID = ("alien", "armadillo", "gorilla", "centaur")
 FEATURE_LAYERS = (-1, 6)
 #: Pairs of scores also tried together (robust z-scores summed; see below).
 COMBINED = (("max_prob", "mahalanobis@-1"), ("entropy", "mahalanobis@-1"))
+#: Rings around filled holes' centres left out of the probability scores, tried (-1: none).
+FILL_RINGS = (-1, 0, 1, 2, 3, 4, 6)
 
 
 def procedural_meshes():
@@ -106,23 +112,32 @@ def procedural_meshes():
     return out
 
 
-def shipped_setting(groups, T, rate, val_groups, test_groups, ood_groups, shown, score="max_prob") -> dict:
+def shipped_setting(groups, T, rate, val_groups, test_groups, ood_groups, shown, score="max_prob",
+                    fill_rings=None, quiet=False) -> dict:
     """What the pipeline ships (``score`` at the temperature ``T`` fitted on the
-    validation meshes and their copies, per mesh and per part) measured on every group."""
+    validation meshes and their copies, per mesh and per part; ``fill_rings``: the
+    vertices within that many rings of a filled hole's centre left out) measured on every
+    group."""
     from meshgdl.ood import MIN_PART_SHARE, fit_threshold, logit_scores, part_scores
     from meshgdl.train.metrics import roc_auc, softmax
 
+    def w(r):
+        if fill_rings is None:
+            return r["mass"]
+        m = r["mass"] * (r["fill_ring"] > fill_rings)
+        return m if m.sum() > 0 else r["mass"]
+
     def mesh_scores(gs):
-        return np.array([logit_scores(r["logits"], r["mass"], T)[score] for g in gs for r in groups[g]])
+        return np.array([logit_scores(r["logits"], w(r), T)[score] for g in gs for r in groups[g]])
 
     def parts(gs):
         return [sc for g in gs for r in groups[g]
-                for _, share, sc in part_scores(softmax(r["logits"], T), r["mass"], score) if share >= MIN_PART_SHARE]
+                for _, share, sc in part_scores(softmax(r["logits"], T), w(r), score) if share >= MIN_PART_SHARE]
 
     thr = fit_threshold(mesh_scores(val_groups), rate)
     pthr = fit_threshold(parts(val_groups), rate)
     s_in, s_out = mesh_scores(test_groups), mesh_scores(ood_groups)
-    out = {"score": score, "temperature": T, "threshold": thr, "part_threshold": pthr,
+    out = {"score": score, "fill_rings": fill_rings, "temperature": T, "threshold": thr, "part_threshold": pthr,
            "val_flagged": float((mesh_scores(val_groups) > thr).mean()),
            "test_flagged": float((s_in > thr).mean()), "ood_flagged": float((s_out > thr).mean()),
            "auroc": roc_auc(s_in, s_out),
@@ -132,6 +147,8 @@ def shipped_setting(groups, T, rate, val_groups, test_groups, ood_groups, shown,
            "test_parts_flagged": float((np.array(parts(test_groups)) > pthr).mean()),
            "test_original_parts_flagged": float((np.array(parts(["test/original"])) > pthr).mean()),
            "ood_parts_flagged": float((np.array(parts(ood_groups)) > pthr).mean())}
+    if quiet:
+        return out
     print(f"\nshipped setting: {score} at T = {T:.3f}, threshold {thr:.4f} (parts: {pthr:.4f}): AUROC "
           f"{out['auroc']:.3f}; flagged: validation + copies {100 * out['val_flagged']:.1f} %, test + copies "
           f"{100 * out['test_flagged']:.1f} % (" + ", ".join(f"{g[5:]} {100 * v:.0f} %" for g, v in
@@ -168,6 +185,7 @@ def main(argv=None) -> int:
     from meshgdl.data.datasets import default_data_root, get_dataset
     from meshgdl.data.labels import nearest_surface_labels
     from meshgdl.data.working_mesh import working_mesh
+    from meshgdl.geometry.topology import ring_distance
     from meshgdl.io import Mesh, load_animation, load_mesh
     from meshgdl.ood import FeatureReference, fit_threshold, logit_scores, mesh_outputs, pooled_features
     from meshgdl.segmentation import load_segmenter
@@ -185,7 +203,9 @@ def main(argv=None) -> int:
         m = Mesh.from_arrays(np.asarray(V, np.float64), np.asarray(F, np.int64))
         wm = working_mesh(m.V, m.F, seg.working_vertices, area=seg.area, fill=seg.fill_holes)
         z, feats, mass, idx = mesh_outputs(seg, wm.V, wm.F, layer=list(FEATURE_LAYERS))
-        rec = {"logits": z, "mass": mass, "pooled": [pooled_features(f, mass) for f in feats]}
+        filled = np.arange(len(wm.V) - wm.n_filled, len(wm.V))
+        rec = {"logits": z, "mass": mass, "pooled": [pooled_features(f, mass) for f in feats],
+               "fill_ring": ring_distance(wm.F, len(wm.V), filled, max(FILL_RINGS) + 1)[idx]}
         if y is not None:  # ground truth on the working vertices: closest surface point of the input
             rec["y"] = nearest_surface_labels(wm.V[idx], wm.normalize(m.V), m.F, np.asarray(y))
         return rec
@@ -384,6 +404,18 @@ def main(argv=None) -> int:
     for g in ood_groups:
         print(f"  {g:<22} n={len(groups[g]):3d}  " + " ".join(
             f"{nm} {100 * table[nm]['per_class_flagged'][g]:.0f}%" for nm in names))
+    print(f"\n{a.score} at T = {T_copies:.3f} without the vertices within K rings of a filled hole's centre "
+          "(threshold B): K, AUROC, flagged: validation + copies, test + copies (per set), out of distribution")
+    ring_rows = {}
+    for K in FILL_RINGS:
+        r = shipped_setting(groups, T_copies, a.rate, val_groups, test_groups, ood_groups,
+                            dict(zip(shown, shown_groups)), a.score, None if K < 0 else K, quiet=True)
+        ring_rows[str(K)] = r
+        print(f"  {'none' if K < 0 else K:>4}  {r['auroc']:.3f}  {100 * r['val_flagged']:5.1f} %  "
+              f"{100 * r['test_flagged']:5.1f} % (" + ", ".join(f"{g[5:]} {100 * v:.0f}" for g, v in
+                                                     r["test_flagged_per_set"].items())
+              + f")  {100 * r['ood_flagged']:5.1f} % (" + ", ".join(f"{k} {100 * v:.0f}" for k, v in
+                                                          r["flagged_per_group"].items()) + ")")
     shipped = shipped_setting(groups, T_copies, a.rate, val_groups, test_groups, ood_groups,
                               dict(zip(shown, shown_groups)), a.score)
     print(f"\n{time.perf_counter() - t_start:.0f} s; load average {measure.load_average()}")
@@ -419,6 +451,7 @@ def main(argv=None) -> int:
     if a.json:
         per_mesh = {g: [{"name": r["name"], **r["scores"]} for r in rs] for g, rs in groups.items()}
         out = {"calibration": calib, "reliability_test": bins, "scores": table, "shipped": shipped,
+               "fill_rings": ring_rows,
                "per_mesh": per_mesh,
                "groups": {g: len(rs) for g, rs in groups.items()}}
         measure.write_json(a.json, measure.record("ood.py", out, vars(a), env0))
