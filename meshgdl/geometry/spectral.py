@@ -418,8 +418,11 @@ def eigenbasis(
         4 for k >= 24, else 2 (larger blocks amortise solves, smaller ones need a
         smaller Krylov space).
       max_dim: Krylov basis size before a thick restart (memory: ``8·n·max_dim`` bytes);
-        default ``max(3k + 4·block_size, 64)`` (one thick restart typically; as fast
-        as an unrestarted basis in measurements, with a quarter less memory).
+        default ``max(2.25k + 4·block_size, 64)`` (one or two thick restarts; the
+        restarts cost no extra solves on the benchmark meshes, and the smaller basis
+        makes each Gram-Schmidt pass cheaper: at k = 128, 1.05-1.1x faster than
+        ``3k + 4·block_size`` at 10k-30k vertices, the same at 100k, with a quarter
+        less basis memory).
       seed: seed of the random start block (results are deterministic for a seed).
       factorization: ``"auto"`` (cholespy if installed, else SuperLU), ``"cholespy"``
         or ``"superlu"``.
@@ -491,7 +494,7 @@ def eigenbasis(
     kw = k - c
     b = int(min(block_size, max(1, (n - c) // 8)))
     if max_dim is None:
-        max_dim = max(3 * kw + 4 * b, 64)
+        max_dim = max(int(2.25 * kw) + 4 * b, 64)
     max_dim = int(min(max(max_dim, kw + 3 * b), n - c - b))
     max_dim -= max_dim % b
     if max_dim < kw + 2 * b:
