@@ -273,7 +273,7 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe
         res = np.linalg.norm(H[m:m + b, :m] @ Y, axis=0)
         worst = float(np.max(res[-kw:] / np.maximum(tol * np.abs(th[-kw:]), np.finfo(float).tiny)))
         if worst <= 1.0:
-            X = Q[:, :m] @ Y[:, -kw:]
+            X = _dgemm(1.0, Q[:, :m], np.asfortranarray(Y[:, -kw:]))  # Fortran-ordered
             return th[-kw:], X
         # Each check costs an O(m^3) eigensolve: extrapolate the (geometric) residual
         # decay since the previous check to jump close to the converged size.
@@ -292,9 +292,12 @@ def _block_krylov(A, solver, kw, Z, *, b, tol, max_dim, rng, max_restarts, probe
                 )
             coupling = H[m:m + b, :m] @ Y
             # Ritz vectors in place, a row chunk at a time (no n x keep temporary);
-            # columns keep..m are only read, and keep + b < m.
-            for r0 in range(0, n, 8192):
-                Q[r0:r0 + 8192, :keep] = Q[r0:r0 + 8192, :m] @ Y
+            # columns keep..m are only read, and keep + b < m. dgemm on a contiguous
+            # copy of the chunk: 1.5x faster than numpy's product on the strided view
+            # (whose C-ordered result takes the slow (keep x m)(m x rows) path).
+            Y = np.asfortranarray(Y)
+            for r0 in range(0, n, 1024):
+                Q[r0:r0 + 1024, :keep] = _dgemm(1.0, np.asfortranarray(Q[r0:r0 + 1024, :m]), Y)
             Q[:, keep:keep + b] = Q[:, m:m + b]
             H[:] = 0.0
             H[:keep, :keep] = np.diag(th)
@@ -368,18 +371,26 @@ def _complete_multiplets(A, solver, theta, X, Z, *, b, rng, max_restarts, max_ro
 
 
 def _fix_signs(evecs: np.ndarray) -> np.ndarray:
-    """Make the largest-magnitude entry of each eigenvector positive (determinism)."""
+    """Make the largest-magnitude entry of each eigenvector positive (determinism).
+
+    Flips the columns of ``evecs`` in place (callers pass arrays they own)."""
     if evecs.size == 0:
         return evecs
     idx = np.argmax(np.abs(evecs), axis=0)
     s = np.sign(evecs[idx, np.arange(evecs.shape[1])])
     s[s == 0] = 1.0
-    return evecs * s
+    evecs *= s
+    return evecs
 
 
 def _finish(evals: np.ndarray, evecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort, clip round-off negatives, fix signs; ``evecs`` (owned by the caller's
+    computation) may be modified in place."""
     order = np.argsort(evals, kind="stable")
-    evals, evecs = evals[order], evecs[:, order]
+    if np.any(order != np.arange(len(order))):
+        evals, evecs = evals[order], evecs[:, order]
+    else:  # already sorted: no copy, but the same Fortran layout the reordering gives
+        evecs = np.asfortranarray(evecs)
     scale = max(float(np.abs(evals).max(initial=0.0)), np.finfo(float).tiny)
     # round-off can push the null eigenvalues slightly below zero
     evals = np.where((evals < 0) & (evals > -1e-8 * scale), 0.0, evals)
@@ -525,13 +536,21 @@ def eigenbasis(
         return _finish(evals[order], evecs[:, order])
 
     # Rayleigh–Ritz with A itself: eigenvalues to round-off, exactly orthonormal vectors.
-    _orthonormalize_against(X, Z)
+    # X is orthogonal to span(Z) to round-off already (every block was deflated): one pass.
+    X = np.asfortranarray(X)
+    _deflate(X, Z)
     G = X.T @ (A @ X)
     B = X.T @ X
-    lam, Y = sla.eigh(0.5 * (G + G.T), 0.5 * (B + B.T))
-    X = X @ Y
+    lam, Y = sla.eigh(0.5 * (G + G.T), 0.5 * (B + B.T), overwrite_a=True, overwrite_b=True,
+                      check_finite=False)
     evals = np.concatenate([np.zeros(c), lam])
-    evecs = d[:, None] * np.concatenate([Z, X], axis=1)
+    # [Z, X Y] scaled by M^-1/2, written in place into one Fortran-ordered array
+    evecs = np.empty((n, c + kw), order="F")
+    evecs[:, :c] = Z
+    out = _dgemm(1.0, X, np.asfortranarray(Y), 0.0, evecs[:, c:], overwrite_c=1)
+    if not np.shares_memory(out, evecs):
+        evecs[:, c:] = out
+    evecs *= d[:, None]
     return _finish(evals, evecs)
 
 
