@@ -36,8 +36,14 @@ def tangent_gradient(gauges: Gauges, *, weights: str = "inverse_square", reg: fl
     else:
         raise ValueError(f"weights must be 'uniform' or 'inverse_square', got {weights!r}")
     # Normal matrix A_p = sum_q w u u^T (2x2 per vertex) and its inverse.
-    A = np.zeros((n, 2, 2))
-    np.add.at(A, p, w[:, None, None] * u[:, :, None] * u[:, None, :])
+    A = np.empty((n, 2, 2))
+    # np.bincount sums each vertex's terms in edge order, like np.add.at, several
+    # times faster
+    wu = w[:, None] * u
+    A[:, 0, 0] = np.bincount(p, weights=wu[:, 0] * u[:, 0], minlength=n)
+    A[:, 1, 1] = np.bincount(p, weights=wu[:, 1] * u[:, 1], minlength=n)
+    A[:, 0, 1] = np.bincount(p, weights=wu[:, 0] * u[:, 1], minlength=n)
+    A[:, 1, 0] = np.bincount(p, weights=wu[:, 1] * u[:, 0], minlength=n)
     tr = np.trace(A, axis1=1, axis2=2)
     A += (reg * np.maximum(tr, 1e-300))[:, None, None] * np.eye(2)
     det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]

@@ -44,9 +44,10 @@ def vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
     is always a finite unit vector.
     """
     c = face_cross(V, F)  # area-weighted already (|c| = 2 * area)
-    N = np.zeros_like(V)
-    for k in range(3):
-        np.add.at(N, F[:, k], c)
+    # = np.add.at(N, F[:, k], c) for k = 0, 1, 2: np.bincount over the corners in that
+    # order sums each vertex's terms in the same sequence, several times faster
+    idx = F.T.ravel()
+    N = np.stack([np.bincount(idx, weights=np.tile(c[:, j], 3), minlength=len(V)) for j in range(3)], axis=1)
     norm = np.linalg.norm(N, axis=1)
     bad = norm <= 1e-12 * max(float(np.max(norm, initial=0.0)), _TINY)
     if np.any(bad):
