@@ -23,12 +23,15 @@ The eigen-solver
   together, which is several times cheaper per vector than one at a time.
 * Block Lanczos with full re-orthogonalisation done as BLAS-3: a cheap local step
   against the two most recent blocks, then one classical Gram–Schmidt pass over the
-  whole basis (a second pass only when a column loses more than half its norm).
+  whole basis (a second pass only when a column loses more than half its norm). The
+  basis is Fortran-ordered and the products go to ``dgemm`` directly, in the
+  (basis-columns x n)(n x b) / in-place update shapes OpenBLAS is fast at.
   Converged Ritz pairs are detected from the Lanczos residual ``‖B_m y_last‖ <=
   tol·θ``; when the basis hits ``max_dim`` it is thick-restarted from the best Ritz
   vectors.
 * A Krylov space grown from ``b`` random vectors sees at most ``b`` directions of an
-  eigenspace, so a short random probe of the orthogonal complement checks for
+  eigenspace, so when ``b`` of the converged eigenvalues coincide (only then can a copy
+  be missing) a short random probe of the orthogonal complement checks for
   eigenvalues of exact multiplicity above the block size (symmetric meshes, identical
   disconnected parts) and adds any that were missed.
 * A final Rayleigh–Ritz step with ``A`` itself on the converged Ritz vectors gives
