@@ -191,14 +191,14 @@ def _sequence_labelling(anim, segmenter, plan, probs, smooth, raw_faces) -> Segm
     # the working vertices sit on the input surface: their averaged probabilities are
     # the input's, interpolated there
     probs_w = plan.working.W @ probs
-    labels = smooth_labels(np.argmax(probs, axis=1).astype(np.int64), mesh.F, vertex_areas(mesh.V, mesh.F),
-                           segmenter.n_classes, smooth)
-    flab = vertex_to_face_labels(mesh.F, labels, scores=probs)
+    labels = smooth_labels(segmenter.decide(probs), mesh.F, vertex_areas(mesh.V, mesh.F), segmenter.n_classes,
+                           smooth)
+    flab = vertex_to_face_labels(mesh.F, labels, scores=segmenter.decision_scores(probs))
     file_v = mesh.to_original_vertices(labels, fill=-1)
     if len(plan.lost):
-        file_v[plan.lost] = np.argmax(interpolate(probs_w, wm.F, plan.lost_face, plan.lost_bary), axis=1)
+        file_v[plan.lost] = segmenter.decide(interpolate(probs_w, wm.F, plan.lost_face, plan.lost_bary))
     file_f = file_face_labels(mesh, flab, file_v, raw_faces)
     return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
                         file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
-                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings={},
+                        working_labels=segmenter.decide(probs_w), timings={},
                         label_values=segmenter.label_values)

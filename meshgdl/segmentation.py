@@ -20,7 +20,8 @@ resolution on clean meshes. :func:`segment` bridges the two:
    from KD-trees over working vertices and face centroids, exact point-triangle
    distances, triangles facing the other way penalised so a hand resting on a
    thigh does not borrow the thigh's label); its probabilities are the
-   barycentric interpolation there;
+   barycentric interpolation there; its label is their argmax, after the model's
+   ``label_prior`` weights where it declares them (:meth:`Segmenter.decide`);
 4. **smoothing** (:func:`meshgdl.data.labels.smooth_labels`): a few rounds of area-weighted majority
    vote over each vertex and its one-ring on the *input* mesh, which removes
    isolated specks without moving boundaries by more than an edge or two;
@@ -116,6 +117,30 @@ class Segmenter(LoadedModel):
         return None if lv is None else np.asarray(lv, dtype=np.int64)
 
     @property
+    def label_weights(self) -> np.ndarray | None:
+        """``(C,)``: what each class probability is multiplied by before the argmax that
+        picks a label -- ``prior ** -tau`` from the description's ``label_prior`` (a logit
+        adjustment, Menon et al. 2021: the parts' shares of the training surface and a
+        ``tau`` chosen on validation meshes, so that a large part does not win every
+        ambiguous boundary vertex) -- or None (plain argmax). The probabilities
+        themselves stay the calibrated ones."""
+        lp = self.info.get("label_prior")
+        if lp is None:
+            return None
+        return np.asarray(lp["prior"], dtype=np.float64) ** -float(lp["tau"])
+
+    def decision_scores(self, probs: np.ndarray) -> np.ndarray:
+        """``(n, C)``: class probabilities ``probs (n, C)`` times :attr:`label_weights`
+        (``probs`` itself without a ``label_prior``); their row argmax is the label."""
+        w = self.label_weights
+        return probs if w is None else probs * w
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """``(n,) int64``: the label of each row of class probabilities ``probs (n, C)``
+        (the argmax of :meth:`decision_scores`)."""
+        return np.argmax(self.decision_scores(probs), axis=1).astype(np.int64)
+
+    @property
     def smooth_iterations(self) -> int:
         """Rounds of majority smoothing on the input mesh: the model description's
         ``smooth_iterations`` (measured per model), else 2."""
@@ -149,6 +174,17 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "
         if not ok:
             raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: label_values must be {lm.n_classes} "
                                   "distinct integers, one per class")
+    lp = info.get("label_prior")
+    if lp is not None:
+        try:
+            prior, tau = np.asarray(lp["prior"], dtype=np.float64), float(lp["tau"])
+            ok = prior.shape == (lm.n_classes,) and np.all(np.isfinite(prior)) and np.all(prior > 0) \
+                and np.isfinite(tau) and tau >= 0
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: label_prior needs 'prior' ({lm.n_classes} "
+                                  "positive numbers) and 'tau' (>= 0)")
     return Segmenter(**lm.loaded_fields(), working_vertices=nw, area=float(info.get("area", 1.0)))
 
 
@@ -374,24 +410,24 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) ->
         nrm = vertex_normals(mesh.V, mesh.F)
         face, bary, _ = project_to_surface(Vn, wm.V, wm.F, normals=nrm)
     probs = interpolate(probs_w, wm.F, face, bary)
-    raw = np.argmax(probs, axis=1).astype(np.int64)
+    raw = segmenter.decide(probs)
     labels = smooth_labels(raw, mesh.F, vertex_areas(mesh.V, mesh.F), n_cls, smooth_iterations) \
         if smooth_iterations > 0 else raw
-    flab = vertex_to_face_labels(mesh.F, labels, scores=probs)
+    flab = vertex_to_face_labels(mesh.F, labels, scores=segmenter.decision_scores(probs))
 
     file_v = mesh.to_original_vertices(labels, fill=-1)
     if plan is not None:
         if len(plan.lost):
-            file_v[plan.lost] = np.argmax(interpolate(probs_w, wm.F, plan.lost_face, plan.lost_bary), axis=1)
+            file_v[plan.lost] = segmenter.decide(interpolate(probs_w, wm.F, plan.lost_face, plan.lost_bary))
     elif (file_v < 0).any() and mesh.file_V is not None:
         lost = file_v < 0
         f2, b2, _ = project_to_surface(wm.normalize(mesh.file_V[lost]), wm.V, wm.F)
-        file_v[lost] = np.argmax(interpolate(probs_w, wm.F, f2, b2), axis=1)
+        file_v[lost] = segmenter.decide(interpolate(probs_w, wm.F, f2, b2))
     file_f = file_face_labels(mesh, flab, file_v, raw_faces)
     times["transfer"] = time.perf_counter() - t0
     return Segmentation(labels=labels, face_labels=flab, probabilities=probs, file_vertex_labels=file_v,
                         file_face_labels=file_f, class_names=list(segmenter.class_names), working=wm,
-                        working_labels=np.argmax(probs_w, axis=1).astype(np.int64), timings=times, ood=ood,
+                        working_labels=segmenter.decide(probs_w), timings=times, ood=ood,
                         label_values=segmenter.label_values)
 
 

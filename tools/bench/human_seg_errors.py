@@ -19,6 +19,16 @@ predicted, is the majority of its three corners (the benchmark's per-face metric
   mostly that ambiguity, errors outside band 2 are real mistakes.
 * **Confusion** (faces, rows = true part, normalised per row) and per-part IoU.
 * Per mesh: accuracy, its errors outside band 1; the worst meshes listed.
+* ``--prior-tau``: the same labels after a *logit adjustment* (Menon et al., ICLR 2021):
+  each vertex's class probabilities divided by ``prior_c ** tau`` before the argmax,
+  ``prior_c`` = part ``c``'s share of the training meshes' surface area
+  (``tools/splits/human_seg/train.txt``). A network trained on imbalanced parts moves
+  the boundary between a large and a small part into the small one; ``tau`` is chosen
+  on the validation split only. ``--update-model`` writes the best ``tau`` on validation
+  (and the prior) into the shipped model's JSON as ``label_prior``, which
+  ``meshgdl segment`` applies (:meth:`meshgdl.segmentation.Segmenter.decide`).
+
+    python tools/bench/human_seg_errors.py --prior-tau 0.25 0.5 0.75 1 1.5 2 --update-model
 """
 
 from __future__ import annotations
@@ -95,14 +105,35 @@ def split_report(name, recs, class_names) -> dict:
     return out
 
 
+def part_prior(data_root, n_cls: int) -> np.ndarray:
+    """``(C,)``: each part's share of the training meshes' total vertex area."""
+    from meshgdl.data.datasets import get_dataset
+    from meshgdl.geometry.normals import vertex_areas
+
+    ds = get_dataset("human_seg", "train", data_root, ROOT / "tools" / "splits" / "human_seg")
+    area = np.zeros(n_cls)
+    for i in range(len(ds)):
+        it = ds[i]
+        y = np.asarray(it.y)
+        ok = y >= 0
+        area += np.bincount(y[ok], weights=vertex_areas(it.V, it.F)[ok], minlength=n_cls)
+    return area / area.sum()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="human_parts", help="shipped model name, checkpoint or run directory")
     ap.add_argument("--data-root", help="folder holding human_seg/ (default $MESHGDL_DATA or ../shared/datasets)")
     ap.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--prior-tau", type=float, nargs="*", default=[],
+                    help="also score the labels after dividing the probabilities by prior ** tau")
+    ap.add_argument("--update-model", action="store_true",
+                    help="write the prior and the tau best on validation into meshgdl/pretrained/MODEL.json")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args(argv)
+    if a.update_model and (not a.prior_tau or "val" not in a.splits):
+        ap.error("--update-model needs --prior-tau values and the val split")
 
     import torch
 
@@ -115,6 +146,13 @@ def main(argv=None) -> int:
     env = measure.environment()
     seg = load_segmenter(a.model, device="cpu")
     out = {"model": seg.path, "splits": {}}
+    n_cls = seg.n_classes
+    taus = [0.0] + [t for t in a.prior_tau if t != 0.0]
+    prior = part_prior(a.data_root, n_cls) if a.prior_tau else np.ones(n_cls)
+    if a.prior_tau:
+        out["prior"] = prior.tolist()
+        print("part prior (share of the training area): " + ", ".join(
+            f"{c} {100 * p:.1f} %" for c, p in zip(seg.class_names, prior)))
     for split in a.splits:
         ds = get_dataset("human_seg", split, a.data_root,
                          ROOT / "tools" / "splits" / "human_seg" if split == "val" else None)
@@ -130,10 +168,38 @@ def main(argv=None) -> int:
             pred_f = vertex_to_face_labels(m.F, res.labels)
             band = boundary_band(m.F, y, max(BANDS))
             ok = true_f >= 0
+            by_tau = {}
+            for t in taus:
+                lab = np.argmax(res.probabilities / prior ** t, axis=1)
+                by_tau[t] = ((vertex_to_face_labels(m.F, lab) == true_f) & ok).sum()
             wrong = (true_f != pred_f) & ok
             recs.append({"name": it.name, "true_f": true_f, "pred_f": pred_f, "band": band,
-                         "acc": float(1 - wrong.sum() / ok.sum()), "far_err": float((wrong & (band > 1)).sum() / ok.sum())})
+                         "acc": float(1 - wrong.sum() / ok.sum()), "far_err": float((wrong & (band > 1)).sum() / ok.sum()),
+                         "right_by_tau": by_tau, "n_faces": int(ok.sum())})
         out["splits"][split] = split_report(f"{split} ({seg.path})", recs, list(seg.class_names))
+        if a.prior_tau:
+            n_f = sum(r["n_faces"] for r in recs)
+            acc = {t: float(sum(r["right_by_tau"][t] for r in recs) / n_f) for t in taus}
+            out["splits"][split]["accuracy_by_tau"] = {str(t): v for t, v in acc.items()}
+            print(f"  {split}: per-face accuracy after the logit adjustment, by tau: "
+                  + ", ".join(f"{t:g}: {100 * v:.2f} %" for t, v in acc.items()))
+    if a.update_model:
+        from meshgdl.pretrained import PRETRAINED_DIR, update_description
+
+        by_tau = out["splits"]["val"]["accuracy_by_tau"]
+        best = max(by_tau, key=lambda t: (by_tau[t], -float(t)))  # ties: the smaller adjustment
+        argv_used = list(sys.argv[1:] if argv is None else argv)
+        if "--json" in argv_used:
+            i = argv_used.index("--json")
+            del argv_used[i:i + 2]
+        js = update_description(PRETRAINED_DIR / f"{a.model}.safetensors", {"label_prior": {
+            "prior": prior.tolist(), "tau": float(best),
+            "prior_from": "area share of each part over the training meshes (tools/splits/human_seg/train.txt)",
+            "fitted_on": f"per-face accuracy of the {out['splits']['val']['meshes']} validation meshes "
+                         "(tools/splits/human_seg/val.txt)",
+            "val_accuracy_by_tau": by_tau,
+            "command": "OMP_NUM_THREADS=1 python tools/bench/human_seg_errors.py " + " ".join(argv_used)}})
+        print(f"wrote label_prior (tau {float(best):g}) into {js}")
     print(measure.environment_line(env))
     if a.json:
         measure.write_json(a.json, measure.record("tools/bench/human_seg_errors.py", out, a, env))
