@@ -68,3 +68,14 @@ def test_shipped_human_parts_tau_is_the_best_on_validation():
     by_tau = {float(t): v for t, v in lp["val_accuracy_by_tau"].items()}
     assert lp["tau"] in by_tau and by_tau[lp["tau"]] == max(by_tau.values()) and 0.0 in by_tau
     assert len(lp["prior"]) == 8 and abs(sum(lp["prior"]) - 1) < 1e-9
+
+
+@pytest.mark.skipif("human_parts" not in names(), reason="human_parts not shipped")
+def test_models_lists_the_label_prior(capsys):
+    tau = json.loads((PRETRAINED_DIR / "human_parts.json").read_text())["label_prior"]["tau"]
+    rc, out, _ = run(["models"], capsys)
+    block = out.split("human_parts")[1]
+    assert rc == 0 and f"part prior ** {tau:g}" in block.split("data licence")[0]
+    rc, out, _ = run(["models", "--format", "json"], capsys)
+    hp = [m for m in json.loads(out) if m["name"] == "human_parts"][0]
+    assert hp["label_prior"]["tau"] == tau

@@ -39,7 +39,7 @@ def run(args) -> int:
             pass
     if args.format == "json":
         keep = ("name", "task", "description", "class_names", "trained_on", "licence", "metrics", "evaluation",
-                "working_vertices", "calibration", "ood", "path")
+                "working_vertices", "calibration", "ood", "label_prior", "path")
         docs = [{k: m[k] for k in keep if k in m} for m in models]
         for d in docs:  # the feature reference (hundreds of KB of numbers) stays in the model's own JSON
             if isinstance(d.get("ood"), dict) and "reference" in d["ood"]:
@@ -70,5 +70,9 @@ def run(args) -> int:
                 bits.append(f"out-of-distribution warning when {ood.get('score')} > {ood.get('threshold', float('nan')):.3f}"
                             + (f" (AUROC {ood['auroc']:.3f})" if isinstance(ood.get("auroc"), float) else ""))
             print(wrap.fill("confidence: " + "; ".join(bits)))
+        lp = m.get("label_prior")
+        if isinstance(lp, dict) and "tau" in lp:
+            print(wrap.fill(f"labels: argmax of the probabilities / part prior ** {lp['tau']:g} (logit adjustment, "
+                            "tau chosen on validation meshes)"))
         print(wrap.fill("data licence: " + m.get("licence", "not stated")))
     return 0
