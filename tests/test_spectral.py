@@ -188,6 +188,42 @@ def test_multiplet_probe_runs_only_after_a_block_sized_cluster(monkeypatch):
     assert calls == [None]  # the main solve only
 
 
+def test_squared_operator_only_for_a_moderate_spectral_spread(bumpy_reference, monkeypatch):
+    # Krylov on T^2 squares the spread lambda_k / lambda_1 and with it the round-off;
+    # eigenbasis takes it only below SQUARE_MAX_RATIO (estimated), and both operators
+    # give the same eigenpairs.
+    import meshgdl.geometry.spectral as spectral
+
+    powers = []
+    real = spectral._block_krylov
+
+    def spy(*args, **kwargs):
+        if kwargs.get("probe_dim") is None:
+            powers.append(kwargs.get("power", 1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(spectral, "_block_krylov", spy)
+    _, _, L, M, ref_vals, ref_vecs = bumpy_reference
+    evals, evecs = eigenbasis(L, M, 40)  # lambda_40 / lambda_1 ~ 20
+    monkeypatch.setattr(spectral, "SQUARE_MAX_RATIO", 0.0)
+    evals1, evecs1 = eigenbasis(L, M, 40)
+    assert powers == [2, 1]
+    for ev, vec in ((evals, evecs), (evals1, evecs1)):
+        np.testing.assert_allclose(ev, np.sort(ref_vals), rtol=1e-9, atol=1e-12)
+        assert subspace_distance(vec[:, 1:10], ref_vecs[:, np.argsort(ref_vals)][:, 1:10], M) < 1e-6
+
+    # a thin torus: lambda_80 / lambda_1 ~ 1600 > 1000, so T itself
+    monkeypatch.undo()
+    monkeypatch.setattr(spectral, "_block_krylov", spy)
+    powers.clear()
+    V, F = torus(800, 4, R=1.0, r=0.02)
+    L, M = laplacian(V, F, method="cotan")
+    evals, _ = eigenbasis(L, M, 80)
+    assert powers == [1]
+    ref = np.sort(spla.eigsh(L, k=80, M=M, sigma=-1e-8)[0])
+    np.testing.assert_allclose(evals[1:], ref[1:], rtol=1e-9)
+
+
 def test_k_at_least_n_returns_all_pairs_dense():
     V, F = icosphere(1)
     L, M = laplacian(V, F, method="cotan")
