@@ -297,3 +297,9 @@ def test_record_fields_and_json(tmp_path):
     assert r["m"]["peak_bytes"] == 4096 and r["m"]["method"]
     assert r["a"] == [0, 1, 2] and r["x"] == 0.5
     assert "load average" in measure.environment_line(env0)
+
+
+def test_recipe_command_leaves_out_where_the_record_went():
+    assert (measure.recipe_command("tools/bench/x.py", ["--model", "m", "--json", "out.json", "--update-model"])
+            == "OMP_NUM_THREADS=1 python tools/bench/x.py --model m --update-model")
+    assert measure.recipe_command("tools/bench/x.py", []) == "OMP_NUM_THREADS=1 python tools/bench/x.py"

@@ -29,6 +29,10 @@ predicted, is the majority of its three corners (the benchmark's per-face metric
   ``meshgdl segment`` applies (:meth:`meshgdl.segmentation.Segmenter.decide`).
 
     python tools/bench/human_seg_errors.py --prior-tau 0.25 0.5 0.75 1 1.5 2 --update-model
+
+* ``--tta-working N1 N2 ...``: test-time augmentation over triangulations -- the input's
+  probabilities averaged over working meshes of these vertex counts (each its own
+  decimation), scored with every ``tau`` as well.
 """
 
 from __future__ import annotations
@@ -128,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--prior-tau", type=float, nargs="*", default=[],
                     help="also score the labels after dividing the probabilities by prior ** tau")
+    ap.add_argument("--tta-working", type=int, nargs="*", default=[], metavar="N",
+                    help="also average the probabilities of working meshes with these vertex counts")
     ap.add_argument("--update-model", action="store_true",
                     help="write the prior and the tau best on validation into meshgdl/pretrained/MODEL.json")
     ap.add_argument("--json", help="write all figures here")
@@ -145,6 +151,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     env = measure.environment()
     seg = load_segmenter(a.model, device="cpu")
+    tta = [load_segmenter(a.model, device="cpu", working_vertices=n) for n in a.tta_working]
     out = {"model": seg.path, "splits": {}}
     n_cls = seg.n_classes
     taus = [0.0] + [t for t in a.prior_tau if t != 0.0]
@@ -169,36 +176,39 @@ def main(argv=None) -> int:
             band = boundary_band(m.F, y, max(BANDS))
             ok = true_f >= 0
             by_tau = {}
+            p_tta = np.mean([segment(m, s_).probabilities for s_ in tta], axis=0) if tta else None
             for t in taus:
-                lab = np.argmax(res.probabilities / prior ** t, axis=1)
-                by_tau[t] = ((vertex_to_face_labels(m.F, lab) == true_f) & ok).sum()
+                for key, p in ((t, res.probabilities), (f"tta {t}", p_tta)):
+                    if p is not None:
+                        lab = np.argmax(p / prior ** t, axis=1)
+                        by_tau[key] = ((vertex_to_face_labels(m.F, lab) == true_f) & ok).sum()
             wrong = (true_f != pred_f) & ok
             recs.append({"name": it.name, "true_f": true_f, "pred_f": pred_f, "band": band,
                          "acc": float(1 - wrong.sum() / ok.sum()), "far_err": float((wrong & (band > 1)).sum() / ok.sum()),
                          "right_by_tau": by_tau, "n_faces": int(ok.sum())})
         out["splits"][split] = split_report(f"{split} ({seg.path})", recs, list(seg.class_names))
+        n_f = sum(r["n_faces"] for r in recs)
+        acc = {t: float(sum(r["right_by_tau"][t] for r in recs) / n_f) for t in recs[0]["right_by_tau"]}
+        out["splits"][split]["accuracy_by_tau"] = {str(t): v for t, v in acc.items() if not isinstance(t, str)}
+        out["splits"][split]["tta_accuracy_by_tau"] = {t[4:]: v for t, v in acc.items() if isinstance(t, str)}
         if a.prior_tau:
-            n_f = sum(r["n_faces"] for r in recs)
-            acc = {t: float(sum(r["right_by_tau"][t] for r in recs) / n_f) for t in taus}
-            out["splits"][split]["accuracy_by_tau"] = {str(t): v for t, v in acc.items()}
             print(f"  {split}: per-face accuracy after the logit adjustment, by tau: "
-                  + ", ".join(f"{t:g}: {100 * v:.2f} %" for t, v in acc.items()))
+                  + ", ".join(f"{t:g}: {100 * v:.2f} %" for t, v in acc.items() if not isinstance(t, str)))
+        if tta:
+            print(f"  {split}: with the probabilities averaged over working meshes of {a.tta_working} vertices, "
+                  "by tau: " + ", ".join(f"{t[4:]}: {100 * v:.2f} %" for t, v in acc.items() if isinstance(t, str)))
     if a.update_model:
         from meshgdl.pretrained import PRETRAINED_DIR, update_description
 
         by_tau = out["splits"]["val"]["accuracy_by_tau"]
         best = max(by_tau, key=lambda t: (by_tau[t], -float(t)))  # ties: the smaller adjustment
-        argv_used = list(sys.argv[1:] if argv is None else argv)
-        if "--json" in argv_used:
-            i = argv_used.index("--json")
-            del argv_used[i:i + 2]
         js = update_description(PRETRAINED_DIR / f"{a.model}.safetensors", {"label_prior": {
             "prior": prior.tolist(), "tau": float(best),
             "prior_from": "area share of each part over the training meshes (tools/splits/human_seg/train.txt)",
             "fitted_on": f"per-face accuracy of the {out['splits']['val']['meshes']} validation meshes "
                          "(tools/splits/human_seg/val.txt)",
             "val_accuracy_by_tau": by_tau,
-            "command": "OMP_NUM_THREADS=1 python tools/bench/human_seg_errors.py " + " ".join(argv_used)}})
+            "command": measure.recipe_command("tools/bench/human_seg_errors.py", argv)}})
         print(f"wrote label_prior (tau {float(best):g}) into {js}")
     print(measure.environment_line(env))
     if a.json:

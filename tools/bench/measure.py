@@ -440,6 +440,17 @@ else:
 """
 
 
+def recipe_command(script: str, argv: Sequence[str] | None = None) -> str:
+    """``OMP_NUM_THREADS=1 python SCRIPT ARGS``: how a tool that writes into a shipped
+    model's description was run (``argv``: its arguments, default ``sys.argv[1:]``),
+    without ``--json PATH`` (where the record went is not part of the recipe)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--json" in args:
+        i = args.index("--json")
+        del args[i:i + 2]
+    return " ".join(["OMP_NUM_THREADS=1 python", script, *args])
+
+
 def python_command(args: Sequence[str], python: str | None = None) -> list[str]:
     """The command that runs ``python ARGS`` (``script.py ...``, ``-m module ...`` or
     ``-c code ...``) so that :func:`run_process` gets the child's own peak RSS."""

@@ -422,11 +422,7 @@ def main(argv=None) -> int:
     if a.update_model:
         from meshgdl.pretrained import PRETRAINED_DIR, update_description
 
-        argv_used = [x for x in (sys.argv[1:] if argv is None else argv)]
-        if "--json" in argv_used:  # where the record went is not part of the recipe
-            i = argv_used.index("--json")
-            del argv_used[i:i + 2]
-        cmd = "OMP_NUM_THREADS=1 python tools/bench/ood.py " + " ".join(argv_used)
+        cmd = measure.recipe_command("tools/bench/ood.py", argv)
         val_text = (f"the {len(groups['val'])} validation meshes and their {len(val_recs) - len(groups['val'])} "
                     f"transformed copies ({', '.join(a.sets[1:])}; tools/bench/ood.py)" if len(a.sets) > 1 else
                     f"the {len(groups['val'])} validation meshes (tools/bench/ood.py --sets original)")
