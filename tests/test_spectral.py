@@ -207,7 +207,7 @@ def test_squared_operator_only_for_a_moderate_spectral_spread(bumpy_reference, m
     evals, evecs = eigenbasis(L, M, 40)  # lambda_40 / lambda_1 ~ 20
     monkeypatch.setattr(spectral, "SQUARE_MAX_RATIO", 0.0)
     evals1, evecs1 = eigenbasis(L, M, 40)
-    assert powers == [2, 1]
+    assert powers == [2 if HAS_CHOLESPY else 1, 1]  # T^2 only with cholespy's solves
     for ev, vec in ((evals, evecs), (evals1, evecs1)):
         np.testing.assert_allclose(ev, np.sort(ref_vals), rtol=1e-9, atol=1e-12)
         assert subspace_distance(vec[:, 1:10], ref_vecs[:, np.argsort(ref_vals)][:, 1:10], M) < 1e-6
