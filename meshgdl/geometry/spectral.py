@@ -486,7 +486,8 @@ def eigenbasis(
         nearest ``sigma`` through ARPACK (``scipy.sparse.linalg.eigsh`` shift-invert);
         that path is also used when ``M`` is not diagonal.
       tol: relative Ritz residual ``‖Tx - θx‖ <= tol·θ`` at which a pair counts as
-        converged (``T = (A + sI)^{-1}``); 1e-8 gives eigenvalues to ~1e-12 relative.
+        converged (``T = (A + sI)^{-1}``, or ``T²`` and ``θ²`` when the solver uses
+        it); 1e-8 gives eigenvalues to ~1e-12 relative.
       block_size: vectors per Krylov block (solved together); default 8 for k >= 96,
         4 for k >= 24, else 2 (larger blocks amortise solves, smaller ones need a
         smaller Krylov space).
