@@ -46,6 +46,7 @@ Steps (each skipped when its output exists, so an interrupted run continues)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -259,10 +260,12 @@ def run_training(work: Path, a) -> Path:
 
 
 def _eval_one(job) -> dict:
-    ckpt, wv, smooth, root, name, out = job
+    ckpt, ck_sha, wv, smooth, root, name, out = job
     out = Path(out)
-    if out.is_file():
-        return json.loads(out.read_text())
+    if out.is_file():  # resumable, but only with the same weights (tags repeat across runs)
+        prev = json.loads(out.read_text())
+        if prev.get("checkpoint_sha256") == ck_sha and out.with_suffix(".npy").is_file():
+            return prev
     from meshgdl.api import segment
     from meshgdl.data.datasets import read_label_file
     from meshgdl.segmentation import load_segmenter
@@ -280,7 +283,7 @@ def _eval_one(job) -> dict:
         raise RuntimeError(f"{name}: {len(pred)} predicted labels, {len(true)} in the label file")
     info = {"name": name, "vertices": int(len(true)), "accuracy": float(np.mean(pred == true)),
             "working_vertices": int(len(r.detail.working.V)), "timings": r.detail.timings,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "checkpoint_sha256": ck_sha}
     np.save(out.with_suffix(".npy"), pred.astype(np.int16))
     write_text_atomic(out, json.dumps(info))
     return info
@@ -300,7 +303,9 @@ def evaluate(work: Path, a, checkpoint: Path, tag: str) -> dict:
     names = names[: a.eval_limit]
     d = work / "eval" / tag
     d.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(checkpoint), a.working_vertices, a.smooth, str(ds.root), n, str(d / f"{n}.json")) for n in names]
+    ck_sha = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    jobs = [(str(checkpoint), ck_sha, a.working_vertices, a.smooth, str(ds.root), n, str(d / f"{n}.json"))
+            for n in names]
     t0 = time.perf_counter()
     if a.workers > 1:
         import multiprocessing as mp
@@ -418,7 +423,7 @@ def main(argv=None) -> int:
         from meshgdl.train.checkpoint import load_checkpoint
 
         epoch = load_checkpoint(ckpt).epoch
-        a.eval_tag = a.eval_tag or f"{a.split}_e{epoch}_s{a.smooth}"
+        a.eval_tag = a.eval_tag or ("" if a.model == "gem" else f"{a.model}_") + f"{a.split}_e{epoch}_s{a.smooth}"
     if "evaluate" in a.steps:
         evaluate(work, a, ckpt, a.eval_tag)
     if "export" in a.steps:
