@@ -186,6 +186,7 @@ def main(argv=None) -> int:
             recs.append({"name": it.name, "true_f": true_f, "pred_f": pred_f, "band": band,
                          "acc": float(1 - wrong.sum() / ok.sum()), "far_err": float((wrong & (band > 1)).sum() / ok.sum()),
                          "right_by_tau": by_tau, "n_faces": int(ok.sum())})
+            print(f"{split} {i + 1}/{len(ds)} {it.name}: per-face {100 * recs[-1]['acc']:.1f} %", file=sys.stderr)
         out["splits"][split] = split_report(f"{split} ({seg.path})", recs, list(seg.class_names))
         n_f = sum(r["n_faces"] for r in recs)
         acc = {t: float(sum(r["right_by_tau"][t] for r in recs) / n_f) for t in recs[0]["right_by_tau"]}
