@@ -56,11 +56,12 @@ class AnimationSegmentation:
     frame_ood_scores: np.ndarray | None = None
 
 
-def _frame(anim: Animation, segmenter: Segmenter, plan: SegmentationPlan, t: int, smooth: int):
+def _frame(anim: Animation, segmenter: Segmenter, plan: SegmentationPlan, t: int, smooth: int,
+           refine: float | None = None):
     """One frame through the plan: ``(file labels (n_file,) int64, probabilities on the
     cleaned mesh (n, C) float32, OOD score, seconds)``."""
     t0 = time.perf_counter()
-    seg = segment(anim.frame(t), segmenter, smooth_iterations=smooth, plan=plan)
+    seg = segment(anim.frame(t), segmenter, smooth_iterations=smooth, plan=plan, refine=refine)
     return seg.file_vertex_labels, seg.probabilities.astype(np.float32), seg.ood["ood_score"], \
         time.perf_counter() - t0
 
@@ -80,7 +81,7 @@ def _worker_init() -> None:
 def _worker(t: int):
     j = _JOB
     with blas_threads(1):
-        return (t, *_frame(j["anim"], j["segmenter"], j["plan"], t, j["smooth"]))
+        return (t, *_frame(j["anim"], j["segmenter"], j["plan"], t, j["smooth"], j["refine"]))
 
 
 def default_workers(n_frames: int) -> int:
@@ -100,12 +101,14 @@ def segment_animation(
     *,
     frames: Sequence[int] | None = None,
     smooth_iterations: int | None = None,
+    refine: float | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     raw_faces: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> AnimationSegmentation:
     """Segment every frame of ``anim`` (or the ``frames`` given) on its own geometry.
 
+    ``smooth_iterations`` / ``refine``: as for :func:`meshgdl.segmentation.segment`.
     ``workers``: processes (None: :func:`default_workers`; 1: in this process).
     ``progress(done, total)`` is called as frames finish. ``raw_faces``: as for
     :func:`meshgdl.segmentation.segment` (face labels of faces dropped in cleaning).
@@ -155,11 +158,11 @@ def segment_animation(
     if n_workers == 1:
         for t in idx:
             with blas_threads(1):
-                take(int(t), *_frame(anim, segmenter, plan, int(t), smooth))
+                take(int(t), *_frame(anim, segmenter, plan, int(t), smooth, refine))
     else:
         import multiprocessing as mp
 
-        _JOB.update(anim=anim, segmenter=segmenter, plan=plan, smooth=smooth)
+        _JOB.update(anim=anim, segmenter=segmenter, plan=plan, smooth=smooth, refine=refine)
         try:
             with mp.get_context("fork").Pool(n_workers, initializer=_worker_init) as pool:
                 for res in pool.imap_unordered(_worker, [int(t) for t in idx]):
@@ -168,7 +171,7 @@ def segment_animation(
             _JOB.clear()
     t_frames = time.perf_counter() - t0
 
-    sequence = _sequence_labelling(anim, segmenter, plan, prob_sum / len(idx), smooth, raw_faces)
+    sequence = _sequence_labelling(anim, segmenter, plan, prob_sum / len(idx), smooth, refine, raw_faces)
     rule = segmenter.ood_rule
     med = float(np.median(scores))
     sequence.ood = {"score": rule.score if rule is not None else "max_prob", "ood_score": med,
@@ -180,10 +183,9 @@ def segment_animation(
                                  consistency=temporal_consistency(labels), frame_ood_scores=scores)
 
 
-def _sequence_labelling(anim, segmenter, plan, probs, smooth, raw_faces) -> Segmentation:
+def _sequence_labelling(anim, segmenter, plan, probs, smooth, refine, raw_faces) -> Segmentation:
     """The rest pose labelled by the frame-averaged probabilities ``probs (n, C)``."""
-    from meshgdl.data.labels import smooth_labels, vertex_to_face_labels
-    from meshgdl.geometry.normals import vertex_areas
+    from meshgdl.data.labels import vertex_to_face_labels
     from meshgdl.geometry.proximity import interpolate
 
     mesh = anim.rest
@@ -191,8 +193,7 @@ def _sequence_labelling(anim, segmenter, plan, probs, smooth, raw_faces) -> Segm
     # the working vertices sit on the input surface: their averaged probabilities are
     # the input's, interpolated there
     probs_w = plan.working.W @ probs
-    labels = smooth_labels(segmenter.decide(probs), mesh.F, vertex_areas(mesh.V, mesh.F), segmenter.n_classes,
-                           smooth)
+    labels = segmenter.label_surface(probs, mesh.V, mesh.F, smooth, refine)
     flab = vertex_to_face_labels(mesh.F, labels, scores=segmenter.decision_scores(probs))
     file_v = mesh.to_original_vertices(labels, fill=-1)
     if len(plan.lost):

@@ -142,7 +142,7 @@ def _raw_faces(mesh: Mesh):
 
 
 def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, working_vertices: int | None = None,
-            smooth: int | None = None, stage: Callable[[str], None] | None = None,
+            smooth: int | None = None, refine: float | None = None, stage: Callable[[str], None] | None = None,
             frames=None, workers: int | None = None):
     """Segment a mesh into parts with a shipped or trained model -> :class:`SegmentationResult`
     (a list of them for a batch).
@@ -160,6 +160,9 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
     ``"cuda[:N]"`` or ``"auto"``. ``working_vertices``: the model's working resolution
     (default: the model's). ``smooth``: rounds of neighbour majority vote on the input
     mesh (0 = off; default: the model's, see :attr:`Segmenter.smooth_iterations`).
+    ``refine``: smoothness of the boundary refinement on the input mesh (a graph cut
+    that makes part boundaries follow the input surface; 0 = off; default: the model's,
+    see :attr:`Segmenter.refinement`).
     ``stage(name)``: called with ``"load"``, then ``"preprocess"``,
     ``"predict"``, ``"transfer"`` for each mesh. Runs :func:`meshgdl.segmentation.segment`
     (any resolution, pose, scale, vertex order). Raises MeshError for an unusable
@@ -171,13 +174,15 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
 
     if smooth is not None and int(smooth) < 0:
         raise ValueError(f"smooth must be >= 0, got {smooth}")
+    if refine is not None and not (np.isfinite(float(refine)) and float(refine) >= 0):
+        raise ValueError(f"refine must be a number >= 0, got {refine}")
     if isinstance(mesh_like, Animation):
         from meshgdl.animation_segmentation import segment_animation
 
         segmenter = model if isinstance(model, Segmenter) else \
             load_segmenter(model, device=device, working_vertices=working_vertices)
         return segment_animation(mesh_like, segmenter, frames=frames, workers=workers,
-                                 smooth_iterations=None if smooth is None else int(smooth),
+                                 smooth_iterations=None if smooth is None else int(smooth), refine=refine,
                                  raw_faces=_raw_faces(mesh_like.rest))
     if frames is not None or workers is not None:
         raise ValueError("frames and workers go with an Animation")
@@ -189,7 +194,8 @@ def segment(mesh_like: Any, model: Any = None, device: str | None = "cpu", *, wo
 
     out = []
     for m in meshes:
-        seg = run_pipeline(m, segmenter, smooth_iterations=None if smooth is None else int(smooth), stage=stage,
+        seg = run_pipeline(m, segmenter, smooth_iterations=None if smooth is None else int(smooth), refine=refine,
+                           stage=stage,
                            raw_faces=_raw_faces(m))
         out.append(SegmentationResult(
             vertex_labels=seg.file_vertex_labels, face_labels=seg.file_face_labels,

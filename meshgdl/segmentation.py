@@ -146,6 +146,37 @@ class Segmenter(LoadedModel):
         ``smooth_iterations`` (measured per model), else 2."""
         return int(self.info.get("smooth_iterations", DEFAULT_SMOOTH_ITERATIONS))
 
+    @property
+    def refinement(self) -> tuple[float, float]:
+        """``(smoothness, crease)`` of the boundary refinement on the input mesh
+        (:func:`meshgdl.data.labels.refine_labels`): the model description's
+        ``boundary_refinement`` (chosen on validation meshes), else ``(0, 0)`` (off)."""
+        br = self.info.get("boundary_refinement")
+        if br is None:
+            return 0.0, 0.0
+        return float(br["smoothness"]), float(br.get("crease", 0.0))
+
+    def label_surface(self, probs: np.ndarray, V: np.ndarray, F: np.ndarray,
+                      smooth_iterations: int | None = None, refine: float | None = None) -> np.ndarray:
+        """``(n,) int64``: the labels of a mesh ``V (n, 3), F (m, 3)`` from its vertices'
+        class probabilities ``probs (n, C)`` (transferred from the working mesh):
+        :meth:`decide`'s labels, or with a boundary ``refine`` smoothness > 0 (None: the
+        model's :attr:`refinement`) the graph cut of
+        :func:`~meshgdl.data.labels.refine_labels` on the :meth:`decision_scores`, so
+        part boundaries run along this mesh, not along the working mesh's triangles;
+        then ``smooth_iterations`` rounds of majority vote (None: the model's)."""
+        from meshgdl.data.labels import refine_labels
+
+        smoothness, crease = self.refinement
+        if refine is not None:
+            smoothness = float(refine)
+        if smoothness > 0:
+            labels = refine_labels(self.decision_scores(probs), V, F, smoothness, crease)
+        else:
+            labels = self.decide(probs)
+        it = self.smooth_iterations if smooth_iterations is None else int(smooth_iterations)
+        return smooth_labels(labels, F, vertex_areas(V, F), self.n_classes, it) if it > 0 else labels
+
 
 def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "cpu",
                    working_vertices: int | None = None) -> Segmenter:
@@ -185,6 +216,16 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "
         if not ok:
             raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: label_prior needs 'prior' ({lm.n_classes} "
                                   "positive numbers) and 'tau' (>= 0)")
+    br = info.get("boundary_refinement")
+    if br is not None:
+        try:
+            vals = float(br["smoothness"]), float(br.get("crease", 0.0))
+            ok = all(np.isfinite(v) and v >= 0 for v in vals)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: boundary_refinement needs 'smoothness' "
+                                  "(and optionally 'crease'), numbers >= 0")
     return Segmenter(**lm.loaded_fields(), working_vertices=nw, area=float(info.get("area", 1.0)))
 
 
@@ -359,6 +400,7 @@ def segment(
     stage: Callable[[str], None] | None = None,
     raw_faces: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
     plan: SegmentationPlan | None = None,
+    refine: float | None = None,
 ) -> Segmentation:
     """Segment a loaded mesh (any resolution, pose, scale, vertex order).
 
@@ -370,18 +412,17 @@ def segment(
     majority label of their corners; without it they are labelled -1.
     ``plan``: from :func:`plan_segmentation` on another pose of this mesh's
     connectivity; the working mesh, hierarchies and transfer tables are then that plan's,
-    moved to ``mesh.V``.
+    moved to ``mesh.V``. ``smooth_iterations`` / ``refine``: rounds of majority vote and
+    the boundary refinement's smoothness on the input mesh (None: the model's; 0: off;
+    :meth:`Segmenter.label_surface`).
     """
     with blas_threads(1):
-        if smooth_iterations is None:
-            smooth_iterations = segmenter.smooth_iterations
-        return _segment(mesh, segmenter, int(smooth_iterations), stage, raw_faces, plan)
+        return _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan, refine)
 
 
-def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) -> Segmentation:
+def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None, refine=None) -> Segmentation:
     say = stage or (lambda name: None)
     times: dict[str, float] = {}
-    n_cls = segmenter.n_classes
     if plan is not None and plan.n_vertices != mesh.n_vertices:
         raise MeshError(f"{mesh.path or 'the mesh'}: {mesh.n_vertices} vertices, but the segmentation plan is "
                         f"for {plan.n_vertices}")
@@ -410,9 +451,7 @@ def _segment(mesh, segmenter, smooth_iterations, stage, raw_faces, plan=None) ->
         nrm = vertex_normals(mesh.V, mesh.F)
         face, bary, _ = project_to_surface(Vn, wm.V, wm.F, normals=nrm)
     probs = interpolate(probs_w, wm.F, face, bary)
-    raw = segmenter.decide(probs)
-    labels = smooth_labels(raw, mesh.F, vertex_areas(mesh.V, mesh.F), n_cls, smooth_iterations) \
-        if smooth_iterations > 0 else raw
+    labels = segmenter.label_surface(probs, mesh.V, mesh.F, smooth_iterations, refine)
     flab = vertex_to_face_labels(mesh.F, labels, scores=segmenter.decision_scores(probs))
 
     file_v = mesh.to_original_vertices(labels, fill=-1)

@@ -45,3 +45,22 @@ def torus(n_major: int = 32, n_minor: int = 16, R: float = 1.0, r: float = 0.35)
     a, b, c, d = i * n_minor + j, i2 * n_minor + j, i2 * n_minor + j2, i * n_minor + j2
     F = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
     return V, F.astype(np.int64)
+
+
+def tube(n_around: int = 64, n_along: int = 65, height: float = 4.0, jitter: float = 0.3, seed: int = 0):
+    """Open unit-radius cylinder around the z axis, ``z`` in ``[-height/2, height/2]``,
+    outward faces; ``jitter`` moves vertices (fraction of the spacing; the two rims stay
+    flat) so the triangulation is irregular."""
+    rng = np.random.default_rng(seed)
+    u = np.arange(n_around) / n_around * 2 * np.pi
+    z = np.linspace(-height / 2, height / 2, n_along)
+    uu, zz = np.meshgrid(u, z, indexing="ij")
+    uu = uu + rng.uniform(-jitter, jitter, uu.shape) * 2 * np.pi / n_around
+    inner = np.abs(zz) < height / 2 - 1e-9
+    zz = zz + inner * rng.uniform(-jitter, jitter, zz.shape) * height / (n_along - 1)
+    V = np.stack([np.cos(uu), np.sin(uu), zz], -1).reshape(-1, 3)
+    idx = np.arange(n_around * n_along).reshape(n_around, n_along)
+    a, b = idx[:, :-1], np.roll(idx, -1, axis=0)[:, :-1]
+    c, d = np.roll(idx, -1, axis=0)[:, 1:], idx[:, 1:]
+    F = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    return V, F.astype(np.int64)

@@ -32,6 +32,7 @@ written and the exit code is 3. An animation is flagged when its median frame is
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,10 @@ def register(subparsers) -> None:
                    help="working resolution in vertices (default: the model's, else 2500)")
     p.add_argument("--smooth", type=int, default=None, metavar="ITERS",
                    help="rounds of neighbour majority vote on the input mesh (default: the model's, else 2; 0 = off)")
+    p.add_argument("--refine", type=float, default=None, metavar="SMOOTHNESS",
+                   help="boundary refinement on the input mesh: a graph cut that makes part boundaries follow "
+                   "its surface; the weight of boundary length in units of sqrt(area) (default: the model's; "
+                   "0 = off)")
     p.add_argument("--animation", metavar="CACHE", nargs="?", const="",
                    help="segment every frame of an animation: a .pc2 or .mdd point cache of MESH's vertices "
                    "(or give no CACHE when MESH is a folder of frame meshes); writes OUT.frame_labels.npy "
@@ -133,6 +138,13 @@ def _frame_slice(spec: str, n_frames: int) -> range:
     return frames
 
 
+def _check_label_options(args) -> None:
+    if args.smooth is not None and args.smooth < 0:
+        raise UsageError(f"--smooth must be >= 0, got {args.smooth}")
+    if args.refine is not None and not (math.isfinite(args.refine) and args.refine >= 0):
+        raise UsageError(f"--refine must be a number >= 0, got {args.refine}")
+
+
 def run(args) -> int:
     if args.animation is not None:
         return _run_animation(args)
@@ -145,8 +157,7 @@ def run(args) -> int:
     out = output_path(args.output, (".ply",)) if args.output else default_output(mesh_path)
     if args.working_vertices is not None and args.working_vertices < 16:
         raise UsageError(f"--working-vertices must be at least 16, got {args.working_vertices}")
-    if args.smooth is not None and args.smooth < 0:
-        raise UsageError(f"--smooth must be >= 0, got {args.smooth}")
+    _check_label_options(args)
     paths = output_paths(out)
     if mesh_path.exists():
         for p in paths.values():
@@ -156,7 +167,7 @@ def run(args) -> int:
     stages = _Stages(args.quiet)
     try:
         result = segment(mesh_path, model=args.model, device=args.device, working_vertices=args.working_vertices,
-                         smooth=args.smooth, stage=stages)
+                         smooth=args.smooth, refine=args.refine, stage=stages)
         mesh, seg, seg_model = result.mesh, result.detail, result.model
         rejected = args.reject_ood and seg.ood.get("in_distribution") is False
         if not rejected:
@@ -218,8 +229,7 @@ def _run_animation(args) -> int:
     mesh_path = Path(args.mesh)
     if args.working_vertices is not None and args.working_vertices < 16:
         raise UsageError(f"--working-vertices must be at least 16, got {args.working_vertices}")
-    if args.smooth is not None and args.smooth < 0:
-        raise UsageError(f"--smooth must be >= 0, got {args.smooth}")
+    _check_label_options(args)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if not args.animation and not mesh_path.is_dir():
@@ -244,7 +254,8 @@ def _run_animation(args) -> int:
         bar = tqdm(total=len(frames) if frames is not None else anim.n_frames, file=sys.stderr, leave=False,
                    dynamic_ncols=True, desc="meshgdl segment: frames", unit="frame")
     try:
-        res = segment_animation(anim, segmenter, frames=frames, smooth_iterations=args.smooth, workers=args.workers,
+        res = segment_animation(anim, segmenter, frames=frames, smooth_iterations=args.smooth, refine=args.refine,
+                                workers=args.workers,
                                 progress=(lambda d, n: bar.update(1)) if bar is not None else None,
                                 raw_faces=_raw_faces(anim.rest))
     finally:

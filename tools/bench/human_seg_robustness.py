@@ -133,6 +133,12 @@ def main(argv=None) -> int:
     ap.add_argument("--working-vertices", type=int, help="override the model's working resolution")
     ap.add_argument("--smooth", type=int, metavar="ROUNDS",
                     help="override the model's rounds of label smoothing (its smooth_iterations)")
+    ap.add_argument("--refine", type=float, nargs="+", metavar="SMOOTHNESS",
+                    help="override the model's boundary refinement (0 = off); several values are all scored "
+                    "on the same predictions, one table each (the timed runs use the first)")
+    ap.add_argument("--update-model", action="store_true",
+                    help="with --split val and several --refine values: write the one with the best mean "
+                    "per-face accuracy over the sets into meshgdl/pretrained/MODEL.json (boundary_refinement)")
     ap.add_argument("--fill-holes", choices=["on", "off"], help="override the model's fill_holes")
     ap.add_argument("--max-meshes", type=int)
     ap.add_argument("--split", choices=["test", "val"], default="test",
@@ -140,6 +146,8 @@ def main(argv=None) -> int:
                     "without looking at the test meshes")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args(argv)
+    if a.update_model and (a.split != "val" or not a.refine):
+        ap.error("--update-model needs --split val and --refine values")
 
     import torch
 
@@ -158,20 +166,23 @@ def main(argv=None) -> int:
                      ROOT / "tools" / "splits" / "human_seg" if a.split == "val" else None)
     n_cls = seg_model.n_classes
     rng = np.random.default_rng(a.seed)
-    cm_face = {s: np.zeros((n_cls, n_cls), np.int64) for s in a.sets}
-    cm_vert = {s: np.zeros((n_cls, n_cls), np.int64) for s in a.sets}
-    agree = {s: [] for s in a.sets}
+    refines = a.refine or [None]
+    cm_face = {(s, r): np.zeros((n_cls, n_cls), np.int64) for s in a.sets for r in refines}
+    cm_vert = {(s, r): np.zeros((n_cls, n_cls), np.int64) for s in a.sets for r in refines}
+    agree = {(s, r): [] for s in a.sets for r in refines}
     secs = {s: [] for s in a.sets}
     faces = {s: [] for s in a.sets}
     big = None
     n = len(ds) if a.max_meshes is None else min(len(ds), a.max_meshes)
     for i in range(n):
         it = ds[i]
-        base = segment(Mesh.from_arrays(it.V, it.F), seg_model, smooth_iterations=a.smooth).labels
+        m0 = Mesh.from_arrays(it.V, it.F)
+        p0 = segment(m0, seg_model, smooth_iterations=a.smooth, refine=refines[0]).probabilities
+        base = {r: seg_model.label_surface(p0, m0.V, m0.F, a.smooth, r) for r in refines}
         for s in a.sets:
             Vt, Ft, n_body = transformed(s, it.V, it.F, rng)
             m = Mesh.from_arrays(Vt, Ft)
-            res, dt = measure.timed(segment, m, seg_model, smooth_iterations=a.smooth)
+            res, dt = measure.timed(segment, m, seg_model, smooth_iterations=a.smooth, refine=refines[0])
             secs[s].append(dt)
             faces[s].append(len(m.F))
             same_vertices = s in ("original", "rotated", "noise")
@@ -181,31 +192,53 @@ def main(argv=None) -> int:
             kept = m.orig_to_new[:n_body]
             body[kept[kept >= 0]] = True
             fb = m.F[body[m.F].all(axis=1)]
-            back = res.labels if same_vertices else nearest_surface_labels(it.V, m.V, fb, res.labels)
-            cm_face[s] += face_scores(fb, res.labels, truth, n_cls)
-            cm_vert[s] += confusion_matrix(res.labels[body], truth[body], n_cls)
-            agree[s].append(float(np.mean(back == base)))
+            for r in refines:
+                lab = res.labels if r == refines[0] else seg_model.label_surface(res.probabilities, m.V, m.F,
+                                                                                 a.smooth, r)
+                back = lab if same_vertices else nearest_surface_labels(it.V, m.V, fb, lab)
+                cm_face[s, r] += face_scores(fb, lab, truth, n_cls)
+                cm_vert[s, r] += confusion_matrix(lab[body], truth[body], n_cls)
+                agree[s, r].append(float(np.mean(back == base[r])))
             if s == "remesh_200k" and big is None:
                 big = (Vt, Ft)
         print(f"{i + 1}/{n} {it.name}: " + ", ".join(
-            f"{s} {np.trace(cm_face[s]) / max(cm_face[s].sum(), 1):.3f}" for s in a.sets), file=sys.stderr)
+            f"{s} {np.trace(cm_face[s, refines[0]]) / max(cm_face[s, refines[0]].sum(), 1):.3f}" for s in a.sets),
+            file=sys.stderr)
 
     rows = {}
     rounds = seg_model.smooth_iterations if a.smooth is None else a.smooth
-    print(f"\nmodel {seg_model.path}; {n} {a.split} meshes; smoothing rounds {rounds}, fill_holes "
-          f"{seg_model.fill_holes}; per-face accuracy vs carried-over ground truth\n")
-    print(f"{'set':<12} {'faces (median)':>14} {'face acc':>9} {'vertex acc':>10} {'mIoU':>6} "
-          f"{'agreement':>9} {'s/mesh':>7}")
-    for s in a.sets:
-        mf = task_metrics("segmentation", cm_face[s])
-        mv = task_metrics("segmentation", cm_vert[s])
-        rows[s] = {"median_faces": int(np.median(faces[s])), "face_accuracy": mf["accuracy"],
-                   "vertex_accuracy": mv["accuracy"], "face_mean_iou": mf["mean_iou"],
-                   "agreement_mean": float(np.mean(agree[s])), "agreement_min": float(np.min(agree[s])),
-                   "seconds_per_mesh": float(np.mean(secs[s]))}
-        r = rows[s]
-        print(f"{s:<12} {r['median_faces']:>14,} {r['face_accuracy']:>9.4f} {r['vertex_accuracy']:>10.4f} "
-              f"{r['face_mean_iou']:>6.3f} {r['agreement_mean']:>9.4f} {r['seconds_per_mesh']:>7.2f}")
+    for r in refines:
+        smoothness = seg_model.refinement[0] if r is None else r
+        print(f"\nmodel {seg_model.path}; {n} {a.split} meshes; smoothing rounds {rounds}, boundary refinement "
+              f"{smoothness:g}, fill_holes {seg_model.fill_holes}; per-face accuracy vs carried-over ground truth\n")
+        print(f"{'set':<12} {'faces (median)':>14} {'face acc':>9} {'vertex acc':>10} {'mIoU':>6} "
+              f"{'agreement':>9} {'s/mesh':>7}")
+        rows_r = rows.setdefault(f"{smoothness:g}", {})
+        for s in a.sets:
+            mf = task_metrics("segmentation", cm_face[s, r])
+            mv = task_metrics("segmentation", cm_vert[s, r])
+            rows_r[s] = {"median_faces": int(np.median(faces[s])), "face_accuracy": mf["accuracy"],
+                         "vertex_accuracy": mv["accuracy"], "face_mean_iou": mf["mean_iou"],
+                         "agreement_mean": float(np.mean(agree[s, r])), "agreement_min": float(np.min(agree[s, r])),
+                         "seconds_per_mesh": float(np.mean(secs[s]))}
+            x = rows_r[s]
+            print(f"{s:<12} {x['median_faces']:>14,} {x['face_accuracy']:>9.4f} {x['vertex_accuracy']:>10.4f} "
+                  f"{x['face_mean_iou']:>6.3f} {x['agreement_mean']:>9.4f} "
+                  f"{x['seconds_per_mesh'] if r == refines[0] else float('nan'):>7.2f}")
+    if len(rows) == 1:
+        rows = next(iter(rows.values()))
+    elif a.update_model:
+        from meshgdl.pretrained import PRETRAINED_DIR, update_description
+
+        mean = {k: float(np.mean([v["face_accuracy"] for v in t.values()])) for k, t in rows.items()}
+        best = max(mean, key=lambda k: (mean[k], -float(k)))  # ties: the weaker refinement
+        js = update_description(PRETRAINED_DIR / f"{a.model}.safetensors", {"boundary_refinement": {
+            "smoothness": float(best), "crease": seg_model.refinement[1],
+            "fitted_on": f"mean per-face accuracy over the sets {list(a.sets)} of the {n} validation meshes "
+                         "(tools/splits/human_seg/val.txt)",
+            "val_accuracy_by_smoothness": mean,
+            "command": measure.recipe_command("tools/bench/human_seg_robustness.py", argv)}})
+        print(f"\nwrote boundary_refinement (smoothness {best}) into {js}")
     out = {"model": seg_model.path, "split": a.split, "n_meshes": n, "seed": a.seed, "sets": rows}
     if big is not None and a.repeat > 0:
         out["cli_200k"] = t = time_cli(*big, model=a.model, threads=a.threads, repeat=a.repeat,
