@@ -39,7 +39,7 @@ def run(args) -> int:
             pass
     if args.format == "json":
         keep = ("name", "task", "description", "class_names", "trained_on", "licence", "metrics", "evaluation",
-                "working_vertices", "calibration", "ood", "label_prior", "path")
+                "working_vertices", "calibration", "ood", "label_prior", "boundary_refinement", "path")
         docs = [{k: m[k] for k in keep if k in m} for m in models]
         for d in docs:  # the feature reference (hundreds of KB of numbers) stays in the model's own JSON
             if isinstance(d.get("ood"), dict) and "reference" in d["ood"]:
@@ -74,5 +74,9 @@ def run(args) -> int:
         if isinstance(lp, dict) and "tau" in lp:
             print(wrap.fill(f"labels: argmax of the probabilities / part prior ** {lp['tau']:g} (logit adjustment, "
                             "tau chosen on validation meshes)"))
+        br = m.get("boundary_refinement")
+        if isinstance(br, dict) and "smoothness" in br:
+            print(wrap.fill(f"boundaries: refined on the input mesh by a graph cut, smoothness {br['smoothness']:g} "
+                            "(chosen on validation meshes; meshgdl segment --refine overrides it)"))
         print(wrap.fill("data licence: " + m.get("licence", "not stated")))
     return 0

@@ -138,8 +138,8 @@ def smooth_labels(
 
 
 #: Labels scoring below ``exp(-MAX_LOG_RATIO)`` times a vertex's best are never given to it
-#: by :func:`refine_labels` (a 150:1 ratio; what keeps its graph cuts to the boundary bands).
-MAX_LOG_RATIO = 5.0
+#: by :func:`refine_labels` (a 20:1 ratio; what keeps its graph cuts to the uncertain bands).
+MAX_LOG_RATIO = 3.0
 
 
 def cut_weights(V: np.ndarray, F: np.ndarray, crease: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -157,13 +157,7 @@ def cut_weights(V: np.ndarray, F: np.ndarray, crease: float = 0.0) -> tuple[np.n
     """
     V = np.asarray(V, dtype=np.float64)
     F = np.asarray(F, dtype=np.int64)
-    n = len(V)
-    sides = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
-    face = np.tile(np.arange(len(F)), 3)
-    ok = sides[:, 0] != sides[:, 1]
-    sides, face = sides[ok], face[ok]
-    key, inv = np.unique(sides[:, 0] * n + sides[:, 1], return_inverse=True)
-    E = np.stack([key // n, key % n], 1)
+    E, sides, face, inv = _edge_topology(F, len(V))
     cen = V[F].mean(axis=1)
     mid = 0.5 * (V[sides[:, 0]] + V[sides[:, 1]])
     w = np.bincount(inv, weights=np.linalg.norm(mid - cen[face], axis=1), minlength=len(E))
@@ -185,6 +179,24 @@ def cut_weights(V: np.ndarray, F: np.ndarray, crease: float = 0.0) -> tuple[np.n
         kappa = np.where(concave, angle / dist * scale, 0.0)
         w[pair] *= np.exp(-crease * kappa)
     return E, w
+
+
+_TOPOLOGY: list = []  # (F, n, result) of the last call: the frames of an animation share one F
+
+
+def _edge_topology(F: np.ndarray, n: int):
+    """``(E (e, 2), sides (s, 2), face (s,), inv (s,))``: the undirected edges of ``F``, each
+    face side (sorted vertex pair) with its face and its edge. Cached for the last ``F``."""
+    if _TOPOLOGY and _TOPOLOGY[0][1] == n and np.array_equal(_TOPOLOGY[0][0], F):
+        return _TOPOLOGY[0][2]
+    sides = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
+    face = np.tile(np.arange(len(F)), 3)
+    ok = sides[:, 0] != sides[:, 1]
+    sides, face = sides[ok], face[ok]
+    key, inv = np.unique(sides[:, 0] * n + sides[:, 1], return_inverse=True)
+    out = (np.stack([key // n, key % n], 1), sides, face, inv.ravel())
+    _TOPOLOGY[:] = [(F.copy(), n, out)]
+    return out
 
 
 def refine_labels(
@@ -238,13 +250,20 @@ def refine_labels(
     if total <= 0:
         return L
     U = -logS * (a / total)[:, None]
-    E, w = cut_weights(V, F, crease)
-    w = w * (float(smoothness) / np.sqrt(total))
     cand = (logS.max(axis=1, keepdims=True) - logS) <= MAX_LOG_RATIO
+    # a vertex with one candidate keeps its argmax: the cuts involve only the others and
+    # the edges that touch them
+    active = cand.sum(axis=1) > 1
+    if not active.any():
+        return L
+    E, w = cut_weights(V, F, crease)
+    keep = active[E].any(axis=1)
+    E, w = E[keep], w[keep] * (float(smoothness) / np.sqrt(total))
+    act = np.flatnonzero(active)
     i, j = E[:, 0], E[:, 1]
 
-    def energy(lab):
-        return float(U[np.arange(n), lab].sum() + w[lab[i] != lab[j]].sum())
+    def energy(lab):  # up to the constant terms no move can change
+        return float(U[act, lab[act]].sum() + w[lab[i] != lab[j]].sum())
 
     cur = energy(L)
     for _ in range(int(max_sweeps)):
