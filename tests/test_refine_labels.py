@@ -6,11 +6,15 @@ resolution, whatever the vertex order; the pipeline option and its checks."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from meshgdl.data.labels import cut_weights, refine_labels
 from meshgdl.geometry.proximity import interpolate, project_to_surface
+from meshgdl.pretrained import PRETRAINED_DIR, names
+from meshgdl.segmentation import load_segmenter
 from meshes import grid, tube
 from test_ood_cli import SAMPLES, model_copy, run
 
@@ -139,3 +143,13 @@ def test_a_malformed_boundary_refinement_is_a_one_line_error(tmp_path, capsys, b
                       model_copy(tmp_path, "figure_parts", boundary_refinement=br)], capsys)
     assert rc == 2 and "boundary_refinement needs" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.ply").exists()
+
+
+@pytest.mark.skipif("human_parts" not in names(), reason="human_parts not shipped")
+def test_shipped_human_parts_refinement_is_the_best_on_validation(capsys):
+    br = json.loads((PRETRAINED_DIR / "human_parts.json").read_text())["boundary_refinement"]
+    by_s = {float(k): v for k, v in br["val_accuracy_by_smoothness"].items()}
+    assert 0.0 in by_s and br["smoothness"] in by_s and by_s[br["smoothness"]] == max(by_s.values())
+    assert load_segmenter("human_parts").refinement == (br["smoothness"], br.get("crease", 0.0))
+    rc, out, _ = run(["models"], capsys)
+    assert rc == 0 and f"smoothness {br['smoothness']:g}" in out.split("human_parts")[1]
