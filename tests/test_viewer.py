@@ -65,13 +65,33 @@ def test_label_feature_faces_and_legend_use_value_colours():
     m = ViewerModel(V[None], F, [labels_feature(labels, class_names=[f"c{i}" for i in range(10)])],
                     Style(width=160, height=120))
     fs = m.scene()
-    fl = labels[F]
-    face_lab = np.where((fl[:, 0] == fl[:, 1]) | (fl[:, 0] == fl[:, 2]), fl[:, 0],
-                        np.where(fl[:, 1] == fl[:, 2], fl[:, 1], fl[:, 0]))
-    assert fs.face_colors
-    np.testing.assert_allclose(fs.colors, label_colors(face_lab) / 255.0)
+    assert fs.label_cells
+    np.testing.assert_allclose(fs.colors, label_colors(labels) / 255.0)
     assert fs.legend.kind == "labels" and fs.legend.classes.tolist() == [1, 5, 9]
     assert fs.legend.names == ["c1", "c5", "c9"]
+
+
+def test_label_cells_draw_each_vertex_cell_in_its_colour():
+    from meshgdl.geometry.normals import face_areas, vertex_areas, vertex_normals
+    from meshgdl_viewer.render import label_cells
+
+    V, F = torus(24, 12)
+    labels = (V[:, 0] > 0.3).astype(np.int64) + 2 * (V[:, 2] > 0.1)
+    C = label_colors(labels) / 255.0
+    V2, F2, N2, C2 = label_cells(V, F, vertex_normals(V, F), C)
+    same = (labels[F] == labels[F][:, :1]).all(axis=1)
+    assert len(F2) == same.sum() + 6 * (~same).sum() and (~same).any()
+    np.testing.assert_allclose(np.linalg.norm(N2, axis=1), 1.0, atol=1e-9)
+    # every drawn triangle has one colour, and each label covers exactly its vertices' barycentric areas
+    assert (C2[F2] == C2[F2][:, :1]).all()
+    fa = face_areas(V2, F2)
+    va = vertex_areas(V, F)
+    for lab in np.unique(labels):
+        drawn = fa[(C2[F2[:, 0]] == label_colors(np.array([lab]))[0] / 255.0).all(axis=1)].sum()
+        assert drawn == pytest.approx(va[labels == lab].sum(), rel=1e-9)
+    # one label everywhere: the mesh as it was
+    V3, F3, _, _ = label_cells(V, F, vertex_normals(V, F), np.tile(C[:1], (len(V), 1)))
+    assert np.array_equal(F3, F) and len(V3) == len(V)
 
 
 # ------------------------------------------------------------------ isolines and glyphs

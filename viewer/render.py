@@ -91,17 +91,48 @@ def _o3d():
     return o3d
 
 
+def label_cells(V: np.ndarray, F: np.ndarray, N: np.ndarray, C: np.ndarray):
+    """A mesh that draws a per-vertex labelling as it is: each vertex's barycentric cell
+    (the parts of its faces nearer to it than to the other corners: corner, two edge
+    midpoints, centroid) in the vertex's colour, so part boundaries run through edge
+    midpoints and face centroids -- the curve whose length the boundary refinement
+    (:func:`meshgdl.data.labels.refine_labels`) measures -- not along whole faces, whose
+    majority colours turn the sliver triangles of a fine scan into spikes.
+
+    V, N: (n, 3) positions and unit normals; F: (m, 3); C: (n, 3) colours. Faces whose
+    corners share a colour stay as they are; each other face becomes six triangles with
+    their own vertices. Returns ``(V', F', N', C')``.
+    """
+    V, F, N, C = (np.asarray(a) for a in (V, F, N, C))
+    mixed = ~((C[F[:, 0]] == C[F[:, 1]]).all(axis=1) & (C[F[:, 0]] == C[F[:, 2]]).all(axis=1))
+    Fm = F[mixed]
+    if not len(Fm):
+        return V, F, N, C
+    cen, ncen = V[Fm].mean(axis=1), N[Fm].mean(axis=1)
+    pts, nrm, col = [], [], []
+    for k in range(3):
+        me, nx, pv = Fm[:, k], Fm[:, (k + 1) % 3], Fm[:, (k + 2) % 3]
+        m1, m2 = 0.5 * (V[me] + V[nx]), 0.5 * (V[me] + V[pv])
+        n1, n2 = 0.5 * (N[me] + N[nx]), 0.5 * (N[me] + N[pv])
+        # (corner, midpoint to the next, centroid), (corner, centroid, midpoint to the previous): the face's winding
+        pts += [np.stack([V[me], m1, cen], 1), np.stack([V[me], cen, m2], 1)]
+        nrm += [np.stack([N[me], n1, ncen], 1), np.stack([N[me], ncen, n2], 1)]
+        col += [np.repeat(C[me][:, None], 3, axis=1)] * 2
+    P, Q, K = (np.concatenate(x).reshape(-1, 3) for x in (pts, nrm, col))
+    Q /= np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    newF = len(V) + np.arange(len(P)).reshape(-1, 3)
+    return (np.concatenate([V, P]), np.concatenate([F[~mixed], newF]), np.concatenate([N, Q]),
+            np.concatenate([C, K]))
+
+
 def to_o3d(scene: FrameScene, shading: str = "lit"):
     """``[(name, geometry, material)]`` for a :class:`FrameScene` (shared with the window)."""
     o3d = _o3d()
     from open3d.visualization import rendering
 
     V, F, N, cols = (np.asarray(a) for a in (scene.V, scene.F, scene.normals, scene.colors))
-    if scene.face_colors:
-        # unshare vertices so each face has its own colour (no blending across faces)
-        V, N = V[F].reshape(-1, 3), N[F].reshape(-1, 3)
-        cols = np.repeat(cols, 3, axis=0)
-        F = np.arange(len(V)).reshape(-1, 3)
+    if scene.label_cells:
+        V, F, N, cols = label_cells(V, F, N, cols)
     m = o3d.geometry.TriangleMesh()
     m.vertices = o3d.utility.Vector3dVector(V.astype(np.float64))
     m.triangles = o3d.utility.Vector3iVector(F.astype(np.int32))

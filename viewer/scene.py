@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meshgdl.data.labels import vertex_to_face_labels
 
 from .colormaps import apply_colormap, label_rgb
 from .features import Feature, TangentFeature, ViewerError, gradient_tangent
@@ -175,12 +174,12 @@ class Legend:
 class FrameScene:
     V: np.ndarray
     F: np.ndarray
-    colors: np.ndarray  # (n, 3) sRGB per vertex, or (m, 3) per face when face_colors
+    colors: np.ndarray  # (n, 3) sRGB per vertex
     normals: np.ndarray
     lines: list = field(default_factory=list)
     legend: Legend | None = None
     caption: str = ""
-    face_colors: bool = False  # labels: one colour per face, crisp boundaries
+    label_cells: bool = False  # labels: each vertex's barycentric cell in its colour (render.label_cells)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -343,12 +342,12 @@ class ViewerModel:
         return gradient_tangent(self.feature, self.channel)
 
     def colors(self, t: int | None = None) -> np.ndarray:
-        """``(n, 3)`` vertex colours of frame ``t``; ``(m, 3)`` face colours for labels."""
+        """``(n, 3)`` vertex colours of frame ``t`` (labels: their value's colour)."""
         t = self.frame if t is None else t
         vals = self.all_values()[t, :, self.channel]
         if self.feature.kind == "labels":
             # colour by label value (meshgdl.colors), as segment's PLY and the legend do
-            return label_rgb(vertex_to_face_labels(self.F, np.asarray(vals, dtype=np.int64)))
+            return label_rgb(np.asarray(vals, dtype=np.int64))
         lo, hi = self.value_range()
         return apply_colormap(vals, lo, hi, self.cmap())
 
@@ -419,7 +418,7 @@ class ViewerModel:
         return FrameScene(V, self.F, self.colors(t), N, lines,
                           self.legend() if self.style.legend else None,
                           self.caption(t) if self.style.caption else "",
-                          face_colors=self.feature.kind == "labels")
+                          label_cells=self.feature.kind == "labels")
 
     def _glyph_norm(self, tf: TangentFeature) -> float:
         """Largest glyph magnitude over all frames (a robust 98th percentile), so a
