@@ -173,6 +173,22 @@ def test_frames_equal_each_frame_segmented_alone(figure_animation, segmenter):
     assert c["frames"] == T_FRAMES and 0.9 < c["majority_agreement"] <= 1.0
 
 
+def test_boundary_refinement_reaches_every_frame_and_the_sequence(figure_animation, segmenter):
+    from meshgdl.animation_segmentation import segment_animation
+    from meshgdl.segmentation import plan_segmentation, segment
+
+    anim = load_animation(*figure_animation[:2])
+    plain = segment_animation(anim, segmenter, frames=[0, 2], workers=1, refine=0)
+    refined = segment_animation(anim, segmenter, frames=[0, 2], workers=2, refine=0.05)
+    plan = plan_segmentation(anim.rest, segmenter)
+    for i, t in enumerate([0, 2]):
+        alone = segment(anim.frame(t), segmenter, plan=plan, refine=0.05)
+        assert np.array_equal(refined.frame_labels[i], alone.file_vertex_labels), t
+    assert not np.array_equal(refined.frame_labels, plain.frame_labels)
+    assert not np.array_equal(refined.sequence.labels, plain.sequence.labels)
+    np.testing.assert_allclose(refined.sequence.probabilities, plain.sequence.probabilities, atol=1e-6)
+
+
 def test_rigidly_moving_mesh_never_changes_label(figure_animation, segmenter, tmp_path):
     from meshgdl.animation_segmentation import segment_animation
 
