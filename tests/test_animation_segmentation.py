@@ -173,7 +173,7 @@ def test_frames_equal_each_frame_segmented_alone(figure_animation, segmenter):
     assert c["frames"] == T_FRAMES and 0.9 < c["majority_agreement"] <= 1.0
 
 
-def test_boundary_refinement_reaches_every_frame_and_the_sequence(figure_animation, segmenter):
+def test_boundary_refinement_of_frames_and_sequence(figure_animation, segmenter):
     from meshgdl.animation_segmentation import segment_animation
     from meshgdl.segmentation import plan_segmentation, segment
 
@@ -187,6 +187,14 @@ def test_boundary_refinement_reaches_every_frame_and_the_sequence(figure_animati
     assert not np.array_equal(refined.frame_labels, plain.frame_labels)
     assert not np.array_equal(refined.sequence.labels, plain.sequence.labels)
     np.testing.assert_allclose(refined.sequence.probabilities, plain.sequence.probabilities, atol=1e-6)
+    # a model that refines by default: its frames are not refined unless asked, its sequence labelling is
+    segmenter.info = dict(segmenter.info, boundary_refinement={"smoothness": 0.05})
+    try:
+        default = segment_animation(anim, segmenter, frames=[0, 2], workers=1)
+    finally:
+        segmenter.info = {k: v for k, v in segmenter.info.items() if k != "boundary_refinement"}
+    assert np.array_equal(default.frame_labels, plain.frame_labels)
+    assert np.array_equal(default.sequence.labels, refined.sequence.labels)
 
 
 def test_rigidly_moving_mesh_never_changes_label(figure_animation, segmenter, tmp_path):

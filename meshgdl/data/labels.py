@@ -142,7 +142,8 @@ def smooth_labels(
 MAX_LOG_RATIO = 3.0
 
 
-def cut_weights(V: np.ndarray, F: np.ndarray, crease: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def cut_weights(V: np.ndarray, F: np.ndarray, crease: float = 0.0,
+                near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The undirected edges of ``(V, F)`` and what cutting each one costs, in length units.
 
     Returns ``(E (e, 2) int64, w (e,) float64)``: ``w`` is the length of the edge's
@@ -153,11 +154,15 @@ def cut_weights(V: np.ndarray, F: np.ndarray, crease: float = 0.0) -> tuple[np.n
     (in units of the mesh's ``sqrt(area)``) makes concave folds cheaper to cut:
     ``w *= exp(-crease * kappa)`` with ``kappa`` the concave normal curvature
     across the edge (dihedral angle over the distance between the two face centroids,
-    in ``1 / sqrt(area)``, 0 on convex and boundary edges).
+    in ``1 / sqrt(area)``, 0 on convex and boundary edges). ``near``: an ``(n,)`` bool
+    vertex mask; only the edges with an end in it are returned (and computed).
     """
     V = np.asarray(V, dtype=np.float64)
     F = np.asarray(F, dtype=np.int64)
     E, sides, face, inv = _edge_topology(F, len(V))
+    want = np.ones(len(E), dtype=bool) if near is None else np.asarray(near, dtype=bool)[E].any(axis=1)
+    sel = want[inv]
+    sides, face, inv = sides[sel], face[sel], inv[sel]
     cen = V[F].mean(axis=1)
     mid = 0.5 * (V[sides[:, 0]] + V[sides[:, 1]])
     w = np.bincount(inv, weights=np.linalg.norm(mid - cen[face], axis=1), minlength=len(E))
@@ -178,7 +183,7 @@ def cut_weights(V: np.ndarray, F: np.ndarray, crease: float = 0.0) -> tuple[np.n
         concave = np.einsum("ij,ij->i", d, fn[f1] + fn[f2]) > 0
         kappa = np.where(concave, angle / dist * scale, 0.0)
         w[pair] *= np.exp(-crease * kappa)
-    return E, w
+    return E[want], w[want]
 
 
 _TOPOLOGY: list = []  # (F, n, result) of the last call: the frames of an animation share one F
@@ -256,34 +261,32 @@ def refine_labels(
     active = cand.sum(axis=1) > 1
     if not active.any():
         return L
-    E, w = cut_weights(V, F, crease)
-    keep = active[E].any(axis=1)
-    E, w = E[keep], w[keep] * (float(smoothness) / np.sqrt(total))
-    act = np.flatnonzero(active)
+    E, w = cut_weights(V, F, crease, near=active)
+    w = w * (float(smoothness) / np.sqrt(total))
     i, j = E[:, 0], E[:, 1]
-
-    def energy(lab):  # up to the constant terms no move can change
-        return float(U[act, lab[act]].sum() + w[lab[i] != lab[j]].sum())
-
-    cur = energy(L)
+    # a move changes nothing unless the labelling changed since that label's last move
+    moves, last_change, done = 0, 0, np.full(C, -1)
     for _ in range(int(max_sweeps)):
-        improved = False
         for alpha in range(C):
-            free = cand[:, alpha] & (L != alpha)
-            if not free.any():
+            if done[alpha] >= last_change:
                 continue
-            new = _expand(L, alpha, free, U, i, j, w, maxflow)
-            e = energy(new)
-            if e < cur - 1e-12 * max(abs(cur), 1.0):
-                L, cur, improved = new, e, True
-        if not improved:
+            moves += 1
+            done[alpha] = moves
+            free = cand[:, alpha] & (L != alpha)
+            if free.any():
+                new, gain, keep_cost = _expand(L, alpha, free, U, i, j, w, maxflow)
+                if gain > 1e-9 * max(keep_cost, 1e-300):
+                    L, last_change = new, moves
+        if all(done[a] >= last_change for a in range(C)):
             break
     return L
 
 
-def _expand(L, alpha, free, U, i, j, w, maxflow) -> np.ndarray:
-    """One alpha-expansion move of :func:`refine_labels`: the labelling that minimises its
-    energy among those where only the ``free`` vertices may switch to ``alpha``."""
+def _expand(L, alpha, free, U, i, j, w, maxflow):
+    """One alpha-expansion move of :func:`refine_labels`: ``(labels, gain, keep_cost)`` --
+    the labelling that minimises its energy among those where only the ``free`` vertices
+    may switch to ``alpha``, how much lower its energy is than ``L``'s, and the move's
+    cut cost of keeping ``L`` (the scale of ``gain``)."""
     idx = np.flatnonzero(free)
     local = np.full(len(L), -1, dtype=np.int64)
     local[idx] = np.arange(len(idx))
@@ -292,29 +295,31 @@ def _expand(L, alpha, free, U, i, j, w, maxflow) -> np.ndarray:
     u1 = U[idx, alpha].copy()
     fi, fj = free[i], free[j]
     # one end free, the other fixed at its label: a data term of the free end
+    m = len(idx)
     for a_, b_, sel in ((i, j, fi & ~fj), (j, i, fj & ~fi)):
         k = local[a_[sel]]
         lb, ww = L[b_[sel]], w[sel]
-        np.add.at(u0, k, ww * (L[a_[sel]] != lb))
-        np.add.at(u1, k, ww * (lb != alpha))
+        u0 += np.bincount(k, weights=ww * (L[a_[sel]] != lb), minlength=m)
+        u1 += np.bincount(k, weights=ww * (lb != alpha), minlength=m)
     # both ends free (neither is alpha): E(x_i, x_j) = A + (C - A) x_i + (D - C) x_j
     # + (B + C - A - D)(1 - x_i) x_j with A = w [L_i != L_j], B = C = w, D = 0
     both = fi & fj
     ki, kj, ww = local[i[both]], local[j[both]], w[both]
     A = ww * (L[i[both]] != L[j[both]])
-    np.add.at(u1, ki, ww - A)
-    np.add.at(u1, kj, -ww)
-    g = maxflow.Graph[float](len(idx), int(both.sum()))
-    nodes = g.add_nodes(len(idx))
+    u1 += np.bincount(ki, weights=ww - A, minlength=m) - np.bincount(kj, weights=ww, minlength=m)
+    g = maxflow.Graph[float](m, len(ki))
+    nodes = g.add_nodes(m)
     g.add_edges(nodes[ki], nodes[kj], 2 * ww - A, np.zeros(len(ww)))
     low = np.minimum(u0, u1)
     # source side = keep (pays the sink capacity u0), sink side = alpha (pays u1)
     g.add_grid_tedges(nodes, u1 - low, u0 - low)
-    g.maxflow()
+    flow = g.maxflow()
     switch = g.get_grid_segments(nodes)
     out = L.copy()
     out[idx[switch]] = alpha
-    return out
+    # keeping every label cuts the sink capacities; the minimum cut is the flow
+    keep_cost = float((u0 - low).sum())
+    return out, keep_cost - float(flow), keep_cost
 
 
 __all__ = [
