@@ -229,9 +229,9 @@ def refine_labels(
     Minimised by alpha-expansion (Boykov, Veksler & Zabih 2001; max-flow by PyMaxflow)
     from the argmax, in label order, until no label's move improves (at most
     ``max_sweeps`` sweeps; a move is skipped while nothing changed since that label's
-    last one): every move is optimal, so the result is within a factor 2 of the global
-    optimum and depends on the surface, not on the vertex order. A label with less than
-    ``exp(-MAX_LOG_RATIO)`` of a vertex's best score is never given to it.
+    last one): every move is optimal, so the result is within a factor 2 of the optimum
+    and depends on the surface, not on the vertex order. The optimum is over labellings
+    that give no vertex a label with less than ``exp(-MAX_LOG_RATIO)`` of its best score.
 
     scores: (n, C) non-negative (probabilities or prior-weighted probabilities);
     V: (n, 3); F: (m, 3) int64. ``smoothness = 0`` gives the row argmax.
