@@ -30,8 +30,9 @@ boundaries follow the original's coarse triangles on the fine mesh).
 ``--refine S1 S2 ...`` scores the boundary refinement's smoothness values on the same
 predictions (``--crease`` sets its crease discount); with ``--split val
 --update-model`` the value with the best mean accuracy on the original over the sets
-goes into the model's JSON. Finally one 200k-face input is timed end to end through the CLI in a fresh
-process (``python -m meshgdl segment``, load to written files), ``--repeat`` times, with
+goes into the model's JSON.
+
+Finally one 200k-face input is timed end to end through the CLI in a fresh process (``python -m meshgdl segment``, load to written files), ``--repeat`` times, with
 that process's own peak resident set. Timing, the child process and the ``--json`` record
 (machine, versions, commit, load) come from ``tools/bench/measure.py``.
 
@@ -156,8 +157,8 @@ def main(argv=None) -> int:
                     "without looking at the test meshes")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args(argv)
-    if a.update_model and (a.split != "val" or not a.refine):
-        ap.error("--update-model needs --split val and --refine values")
+    if a.update_model and (a.split != "val" or not a.refine or len(set(a.refine)) < 2):
+        ap.error("--update-model needs --split val and at least two --refine values")
 
     import torch
 
