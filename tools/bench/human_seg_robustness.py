@@ -32,8 +32,9 @@ predictions (``--crease`` sets its crease discount); with ``--split val
 --update-model`` the value with the best mean accuracy on the original over the sets
 goes into the model's JSON.
 
-Finally one 200k-face input is timed end to end through the CLI in a fresh process (``python -m meshgdl segment``, load to written files), ``--repeat`` times, with
-that process's own peak resident set. Timing, the child process and the ``--json`` record
+Finally one 200k-face input is timed end to end through the CLI in a fresh process
+(``python -m meshgdl segment``, load to written files), ``--repeat`` times, with that
+process's own peak resident set. Timing, the child process and the ``--json`` record
 (machine, versions, commit, load) come from ``tools/bench/measure.py``.
 
     python tools/bench/human_seg_robustness.py [--model human_parts] [--threads 2] [--json out.json]
