@@ -198,35 +198,37 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | None = "
     if lm.ood_rule is not None and lm.ood_rule.needs_features:
         raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: the ood score {lm.ood_rule.score!r} is for "
                               "classifiers; a segmenter's must be one of max_prob, entropy")
-    lv = info.get("label_values")
-    if lv is not None:
-        ok = isinstance(lv, list) and len(lv) == lm.n_classes and all(isinstance(v, int) for v in lv) \
-            and len(set(lv)) == len(lv)
-        if not ok:
-            raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: label_values must be {lm.n_classes} "
-                                  "distinct integers, one per class")
-    lp = info.get("label_prior")
-    if lp is not None:
-        try:
-            prior, tau = np.asarray(lp["prior"], dtype=np.float64), float(lp["tau"])
-            ok = prior.shape == (lm.n_classes,) and np.all(np.isfinite(prior)) and np.all(prior > 0) \
-                and np.isfinite(tau) and tau >= 0
-        except (TypeError, KeyError, ValueError):
-            ok = False
-        if not ok:
-            raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: label_prior needs 'prior' ({lm.n_classes} "
-                                  "positive numbers) and 'tau' (>= 0)")
-    br = info.get("boundary_refinement")
-    if br is not None:
-        try:
-            vals = float(br["smoothness"]), float(br.get("crease", 0.0))
-            ok = all(np.isfinite(v) and v >= 0 for v in vals)
-        except (TypeError, KeyError, ValueError, AttributeError):
-            ok = False
-        if not ok:
-            raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: boundary_refinement needs 'smoothness' "
-                                  "(and optionally 'crease'), numbers >= 0")
+    C = lm.n_classes
+    _check_entry(lm, "label_values",
+                 lambda lv: isinstance(lv, list) and len(lv) == C and all(isinstance(v, int) for v in lv)
+                 and len(set(lv)) == len(lv),
+                 f"label_values must be {C} distinct integers, one per class")
+
+    def prior_ok(lp):
+        prior, tau = np.asarray(lp["prior"], dtype=np.float64), float(lp["tau"])
+        return prior.shape == (C,) and np.all(np.isfinite(prior)) and np.all(prior > 0) and np.isfinite(tau) \
+            and tau >= 0
+
+    _check_entry(lm, "label_prior", prior_ok, f"label_prior needs 'prior' ({C} positive numbers) and 'tau' (>= 0)")
+    _check_entry(lm, "boundary_refinement",
+                 lambda br: all(np.isfinite(v) and v >= 0
+                                for v in (float(br["smoothness"]), float(br.get("crease", 0.0)))),
+                 "boundary_refinement needs 'smoothness' (and optionally 'crease'), numbers >= 0")
     return Segmenter(**lm.loaded_fields(), working_vertices=nw, area=float(info.get("area", 1.0)))
+
+
+def _check_entry(lm, key: str, valid: Callable[[object], bool], message: str) -> None:
+    """A CheckpointError ``"<model>.json: <message>"`` when the model description has ``key``
+    and ``valid(entry)`` is false or fails on it (a missing field, a wrong type)."""
+    entry = lm.info.get(key)
+    if entry is None:
+        return
+    try:
+        ok = bool(valid(entry))
+    except (TypeError, KeyError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{Path(lm.path).with_suffix('.json')}: {message}")
 
 
 # ----------------------------------------------------------------------------- pipeline

@@ -193,8 +193,9 @@ def main(argv=None) -> int:
     for i in range(n):
         it = ds[i]
         m0 = Mesh.from_arrays(it.V, it.F)
-        p0 = segment(m0, seg_model, smooth_iterations=a.smooth, refine=refines[0]).probabilities
-        base = {r: seg_model.label_surface(p0, m0.V, m0.F, a.smooth, r) for r in refines}
+        r0 = segment(m0, seg_model, smooth_iterations=a.smooth, refine=refines[0])
+        base = {r: r0.labels if r == refines[0] else seg_model.label_surface(r0.probabilities, m0.V, m0.F,
+                                                                             a.smooth, r) for r in refines}
         for s in a.sets:
             Vt, Ft, n_body = transformed(s, it.V, it.F, rng)
             m = Mesh.from_arrays(Vt, Ft)
