@@ -111,7 +111,7 @@ def segment_animation(
     ``smooth_iterations`` / ``refine``: as for :func:`meshgdl.segmentation.segment`, except
     that the per-frame labels are refined only when ``refine`` is given: the model's
     refinement (``refine=None``) applies to the sequence labelling alone, because on a
-    10k-vertex frame it costs ~15 ms (+17 %, over issue 18's per-frame budget) and steadies
+    10k-vertex frame it costs ~15 ms (+15 %, over issue 18's per-frame budget) and steadies
     the per-frame labels by 0.3 points.
     ``workers``: processes (None: :func:`default_workers`; 1: in this process).
     ``progress(done, total)`` is called as frames finish. ``raw_faces``: as for

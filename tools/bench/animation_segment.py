@@ -123,6 +123,9 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=None, help="only the first N frames")
     p.add_argument("--workers", type=int, default=None, help="worker processes of api/cli (default: per core)")
     p.add_argument("--skip", nargs="*", default=[], choices=["reference", "api", "cli"])
+    p.add_argument("--refine", type=float, default=None, metavar="SMOOTHNESS",
+                   help="boundary refinement of every run (default: as meshgdl segment does -- the model's for "
+                        "reference, per-frame labels of api/cli unrefined; 0 = off)")
     p.add_argument("--ground-truth", action="store_true",
                    help="crane: score per-frame labels against human_seg's 18 labelled crane frames")
     p.add_argument("--json", metavar="OUT.json", help="write the measure.py record here")
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
         labels = np.zeros((T, anim.rest.n_orig_vertices), dtype=np.int64)
         t0 = time.perf_counter()
         for t in range(T):
-            labels[t] = segment(anim.frame(t), seg).file_vertex_labels
+            labels[t] = segment(anim.frame(t), seg, refine=a.refine).file_vertex_labels
         wall = time.perf_counter() - t0
         results["reference"].append({"seconds": wall, "per_frame": wall / T, **temporal_consistency(labels)})
 
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
 
     def api():
         t0 = time.perf_counter()
-        res = segment_animation(anim, seg, frames=range(T), workers=a.workers)
+        res = segment_animation(anim, seg, frames=range(T), workers=a.workers, refine=a.refine)
         wall = time.perf_counter() - t0
         api_labels[:] = [res.frame_labels]
         results["api"].append({"seconds": wall, "per_frame": wall / T, "workers": res.workers,
@@ -176,6 +179,8 @@ def main(argv=None) -> int:
                 cmd += ["--workers", str(a.workers)]
             if a.working_vertices:
                 cmd += ["--working-vertices", str(a.working_vertices)]
+            if a.refine is not None:
+                cmd += ["--refine", str(a.refine)]
             r = measure.run_process(measure.python_command(cmd), cwd=ROOT)
             if r.returncode != 0:
                 raise SystemExit(f"cli failed: {r.stderr.strip()[-500:]}")
