@@ -233,6 +233,25 @@ def test_k_at_least_n_returns_all_pairs_dense():
     np.testing.assert_allclose(evals, np.clip(ref, 0, None), atol=1e-10)
 
 
+def test_dense_and_block_solvers_agree_where_auto_switches():
+    """Below ``use_dense``'s size LAPACK runs, above it the block solver; forced either
+    way on the same problem both give the same eigenvalues and eigenspaces."""
+    from meshgdl.geometry.spectral import use_dense
+
+    assert use_dense(400, 16) and use_dense(500, 128) and not use_dense(752, 64) and not use_dense(600, 128)
+    V, F = bumpy_sphere(3)  # 642 vertices: the block solver for k = 40 under "auto"
+    L, M = laplacian(V, F, method="cotan")
+    ev_d, ph_d = eigenbasis(L, M, 40, method="dense")
+    ev_k, ph_k = eigenbasis(L, M, 40, method="krylov")
+    ev_a, _ = eigenbasis(L, M, 40)
+    np.testing.assert_allclose(ev_k, ev_d, rtol=1e-9, atol=1e-10)
+    np.testing.assert_array_equal(ev_a, ev_k)
+    assert subspace_distance(ph_d[:, 1:], ph_k[:, 1:], M) < 1e-6
+    np.testing.assert_allclose(hks(ev_k, ph_k, n_times=8), hks(ev_d, ph_d, n_times=8), rtol=1e-8)
+    with pytest.raises(ValueError, match="method"):
+        eigenbasis(L, M, 4, method="lanczos")
+
+
 def test_sigma_and_consistent_mass_paths():
     V, F = icosphere(4)
     L, M = laplacian(V, F, method="cotan")
@@ -271,7 +290,7 @@ def test_block_solver_blas_threads(monkeypatch):
 
     import meshgdl.geometry.spectral as spectral
 
-    V, F = icosphere(4)  # 2562 vertices: above DENSE_MAX_N, so the block solver runs
+    V, F = icosphere(4)  # 2562 vertices: above use_dense's size, so the block solver runs
     L, M = laplacian(V, F)
     seen = []
     real = spectral._block_krylov

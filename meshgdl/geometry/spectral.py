@@ -62,8 +62,23 @@ from scipy.sparse.csgraph import connected_components
 
 from meshgdl.threads import blas_threads as limit_blas
 
-#: Problems with at most this many vertices are solved with dense LAPACK.
+#: Problems with at most this many vertices are solved with dense LAPACK (ARPACK's
+#: generalised path; the block solver's bound is :func:`use_dense`).
 DENSE_MAX_N = 1200
+
+
+def use_dense(n: int, k: int) -> bool:
+    """Whether :func:`eigenbasis` solves ``k`` pairs of an ``n``-vertex problem with dense
+    LAPACK rather than the block solver: up to ``max(400, 4k)`` vertices.
+
+    Dense LAPACK's O(n³) overtakes the block solver's fixed cost (factorisation, a
+    basis of ~2k vectors) there: with one BLAS thread, ``tools/bench/eigen.py --sizes
+    200,400,750,1200,2000 --k K --settings dense,krylov`` timed the block solver 0.41 /
+    1.10 / 3.1x as fast as dense at 200 / 400 / 750 vertices for k = 16, 0.49 / 0.95 /
+    2.3x for k = 64, 1.00 / 0.76 / 1.33x for k = 128 (bumpy spheres; 2.2x on a
+    752-vertex human at k = 64, the segmenters' working meshes).
+    """
+    return n <= max(400, 4 * k)
 
 #: A Gram-Schmidt update whose coefficients are all below this fraction of the
 #: smallest column norm is skipped (see ``_block_krylov``).
@@ -473,6 +488,7 @@ def eigenbasis(
     factorization: str = "auto",
     max_restarts: int = 30,
     blas_threads: int | None = 1,
+    method: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest eigenpairs of ``L φ = λ M φ``.
 
@@ -505,6 +521,10 @@ def eigenbasis(
         are n x 8, too small to share; on 2 cores, 2 threads were 1.6-3.4x slower at
         15k vertices and 1.2x slower at 100k, ``tools/bench/eigen.py``); None leaves the
         process setting.
+      method: ``"auto"`` (dense LAPACK for small problems, :func:`use_dense`, else the
+        block solver), ``"dense"`` or ``"krylov"`` (forced; Krylov still falls back to
+        dense where its basis would not fit). With ``sigma`` or a non-diagonal ``M``
+        only ``"auto"`` and ``"dense"`` apply (ARPACK above the dense size).
 
     Returns:
       ``evals: (k,) float64`` ascending, with round-off negatives clipped to 0, and
@@ -522,6 +542,8 @@ def eigenbasis(
     k = int(k)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if method not in ("auto", "dense", "krylov"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'krylov', got {method!r}")
     if factorization not in ("auto", "cholespy", "superlu"):
         raise ValueError(f"factorization must be 'auto', 'cholespy' or 'superlu', got {factorization!r}")
     if block_size is None:
@@ -541,7 +563,7 @@ def eigenbasis(
 
     if m is None or sigma is not None:
         Mm = sp.csr_matrix(sp.diags(m)) if m is not None else sp.csr_matrix(M, dtype=np.float64)
-        if n <= DENSE_MAX_N or k >= n - 1:
+        if method == "dense" or n <= DENSE_MAX_N or k >= n - 1:
             Ld, Md = L.toarray(), Mm.toarray()
             if sigma is None:
                 evals, evecs = sla.eigh(0.5 * (Ld + Ld.T), Md, subset_by_index=[0, k - 1])
@@ -558,7 +580,7 @@ def eigenbasis(
     A = sp.csr_matrix(L.multiply(d[:, None]).multiply(d[None, :]))
     A = (0.5 * (A + A.T)).tocsr()
 
-    if n <= DENSE_MAX_N or k >= n // 2:
+    if method == "dense" or (method == "auto" and use_dense(n, k)) or k >= n // 2:
         evals, psi = sla.eigh(A.toarray(), subset_by_index=[0, k - 1])
         return _finish(evals, d[:, None] * psi)
 

@@ -6,11 +6,14 @@ median time of each and its ratio to the default. Settings:
 
 * ``default``: what ``eigenbasis`` does (one BLAS thread, default Krylov basis);
 * ``blas-threads=all``: the process's BLAS threads (``blas_threads=None``);
-* ``max-dim=N``: a Krylov basis of N vectors before a restart.
+* ``max-dim=N``: a Krylov basis of N vectors before a restart;
+* ``dense`` / ``krylov``: that method forced (``method=``), to place the size below
+  which ``eigenbasis`` uses dense LAPACK (``spectral.use_dense``).
 
     python tools/bench/eigen.py --sizes 15000,41000,100000 --settings default,blas-threads=all
     python tools/bench/eigen.py --mesh path/to/surface.off --settings default,blas-threads=all
     python tools/bench/eigen.py --sizes 10000,30000 --settings default,max-dim=352,max-dim=288,max-dim=224,max-dim=192
+    python tools/bench/eigen.py --sizes 200,400,750,1200,2000 --k 64 --settings default,dense,krylov --repeats 7
 
 Meshes: "bumpy spheres" (``tools/bench/operators.py``) of the given vertex counts, or
 ``--mesh`` files; the Laplacian is ``meshgdl.geometry.laplacian.laplacian`` ("auto").
@@ -34,9 +37,11 @@ def _kwargs(setting: str) -> dict:
         return {}
     if setting == "blas-threads=all":
         return {"blas_threads": None}
+    if setting in ("dense", "krylov"):
+        return {"method": setting}
     if setting.startswith("max-dim="):
         return {"max_dim": int(setting.split("=", 1)[1])}
-    raise SystemExit(f"eigen.py: unknown setting {setting!r} (default, blas-threads=all, max-dim=N)")
+    raise SystemExit(f"eigen.py: unknown setting {setting!r} (default, blas-threads=all, max-dim=N, dense, krylov)")
 
 
 def main(argv=None) -> int:
@@ -89,7 +94,7 @@ def main(argv=None) -> int:
             diff = float(np.max(np.abs(evals[s][nz] - ref[nz]) / ref[nz])) if nz.any() else 0.0
             rows.append({"mesh": name, "vertices": len(V), "setting": s, "timing": times[s],
                          "default_over_this": base / med, "max_rel_eigenvalue_diff": diff})
-            print(f"| {name} | {len(V)} | {s} | {med:.2f} | {base / med:.2f}x | {diff:.1e} |", flush=True)
+            print(f"| {name} | {len(V)} | {s} | {med:.4g} | {base / med:.2f}x | {diff:.1e} |", flush=True)
     print(f"# load average {env['load_average']} -> {measure.load_average()}")
     if args.json:
         measure.write_json(args.json, measure.record("tools/bench/eigen.py", rows, args, env))
