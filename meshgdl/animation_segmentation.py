@@ -108,11 +108,9 @@ def segment_animation(
 ) -> AnimationSegmentation:
     """Segment every frame of ``anim`` (or the ``frames`` given) on its own geometry.
 
-    ``smooth_iterations`` / ``refine``: as for :func:`meshgdl.segmentation.segment`, except
-    that the per-frame labels are refined only when ``refine`` is given: the model's
-    refinement (``refine=None``) applies to the sequence labelling alone, because on a
-    10k-vertex frame it costs ~15 ms (+15 %, over issue 18's per-frame budget) and steadies
-    the per-frame labels by 0.3 points.
+    ``smooth_iterations`` / ``refine``: as for :func:`meshgdl.segmentation.segment` (None:
+    the model's), for every frame and for the sequence labelling: each frame's labels are
+    exactly what ``segment(frame, segmenter, plan=plan)`` gives.
     ``workers``: processes (None: :func:`default_workers`; 1: in this process).
     ``progress(done, total)`` is called as frames finish. ``raw_faces``: as for
     :func:`meshgdl.segmentation.segment` (face labels of faces dropped in cleaning).
@@ -131,7 +129,6 @@ def segment_animation(
     if len(np.unique(idx)) != len(idx):
         raise ValueError("frames must not repeat")
     smooth = segmenter.smooth_iterations if smooth_iterations is None else int(smooth_iterations)
-    frame_refine = 0.0 if refine is None else float(refine)
     n_workers = default_workers(len(idx)) if workers is None else max(1, int(workers))
     n_workers = min(n_workers, len(idx))
     if str(getattr(segmenter, "device", "cpu")).startswith("cuda"):
@@ -163,11 +160,11 @@ def segment_animation(
     if n_workers == 1:
         for t in idx:
             with blas_threads(1):
-                take(int(t), *_frame(anim, segmenter, plan, int(t), smooth, frame_refine))
+                take(int(t), *_frame(anim, segmenter, plan, int(t), smooth, refine))
     else:
         import multiprocessing as mp
 
-        _JOB.update(anim=anim, segmenter=segmenter, plan=plan, smooth=smooth, refine=frame_refine)
+        _JOB.update(anim=anim, segmenter=segmenter, plan=plan, smooth=smooth, refine=refine)
         try:
             with mp.get_context("fork").Pool(n_workers, initializer=_worker_init) as pool:
                 for res in pool.imap_unordered(_worker, [int(t) for t in idx]):

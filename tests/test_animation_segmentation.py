@@ -73,6 +73,19 @@ def test_temporal_consistency_counts():
         temporal_consistency(np.zeros(4))
 
 
+def test_frame_majority_ties_and_unlabelled_frames():
+    from meshgdl.data.labels import frame_majority
+
+    L = np.array([[0, 5, -1, 2, -1],
+                  [1, 5, 3, 1, -1],
+                  [1, 4, 3, 2, -1],
+                  [0, 4, -1, 1, -1]])
+    # ties go to the smaller label; unlabelled frames do not vote; no votes -> -1
+    np.testing.assert_array_equal(frame_majority(L), [0, 4, 3, 1, -1])
+    with pytest.raises(ValueError):
+        frame_majority(np.zeros(3))
+
+
 # ----------------------------------------------------------------------------- replays
 
 
@@ -187,13 +200,13 @@ def test_boundary_refinement_of_frames_and_sequence(figure_animation, segmenter)
     assert not np.array_equal(refined.frame_labels, plain.frame_labels)
     assert not np.array_equal(refined.sequence.labels, plain.sequence.labels)
     np.testing.assert_allclose(refined.sequence.probabilities, plain.sequence.probabilities, atol=1e-6)
-    # a model that refines by default: its frames are not refined unless asked, its sequence labelling is
+    # a model that refines by default refines its frames and its sequence labelling
     segmenter.info = dict(segmenter.info, boundary_refinement={"smoothness": 0.05})
     try:
         default = segment_animation(anim, segmenter, frames=[0, 2], workers=1)
     finally:
         segmenter.info = {k: v for k, v in segmenter.info.items() if k != "boundary_refinement"}
-    assert np.array_equal(default.frame_labels, plain.frame_labels)
+    assert np.array_equal(default.frame_labels, refined.frame_labels)
     assert np.array_equal(default.sequence.labels, refined.sequence.labels)
 
 

@@ -67,7 +67,7 @@ def register(subparsers) -> None:
     p.add_argument("--refine", type=float, default=None, metavar="SMOOTHNESS",
                    help="boundary refinement on the input mesh: a graph cut that makes part boundaries follow "
                    "its surface; the weight of boundary length in units of sqrt(area) (default: the model's; "
-                   "0 = off; with --animation the per-frame labels are refined only when it is given)")
+                   "0 = off)")
     p.add_argument("--animation", metavar="CACHE", nargs="?", const="",
                    help="segment every frame of an animation: a .pc2 or .mdd point cache of MESH's vertices "
                    "(or give no CACHE when MESH is a folder of frame meshes); writes OUT.frame_labels.npy "

@@ -33,7 +33,17 @@ def _majority(groups: np.ndarray, labels: np.ndarray, n_groups: int, ignore_inde
     out = np.full(n_groups, ignore_index, dtype=np.int64)
     if g.size == 0:
         return out
-    pairs, counts = np.unique(np.stack([g, lab], 1), axis=0, return_counts=True)
+    # (group, label) pairs as one int64 key: counted directly when the table is small,
+    # else by a 1-D unique (far faster than one over rows)
+    lo = int(lab.min())
+    k = int(lab.max()) - lo + 1
+    key = g.astype(np.int64) * k + (lab - lo)
+    if n_groups * k <= 1 << 24:
+        table = np.bincount(key, minlength=n_groups * k).reshape(n_groups, k)
+        best = table.argmax(axis=1)  # first maximum: the smallest label
+        return np.where(table[np.arange(n_groups), best] > 0, best + lo, out)
+    keys, counts = np.unique(key, return_counts=True)
+    pairs = np.stack([keys // k, keys % k + lo], 1)
     # order: group ascending, count descending, label ascending -> first row per group wins
     order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
     pairs = pairs[order]
@@ -41,6 +51,16 @@ def _majority(groups: np.ndarray, labels: np.ndarray, n_groups: int, ignore_inde
     first[1:] = pairs[1:, 0] != pairs[:-1, 0]
     out[pairs[first, 0]] = pairs[first, 1]
     return out
+
+
+def frame_majority(frame_labels, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Each vertex's most frequent label over the frames of ``frame_labels (T, n)``: (n,)
+    int64 (ties: the smallest label; frames labelled ``ignore_index`` do not vote; a
+    vertex without votes gets ``ignore_index``)."""
+    L = np.asarray(frame_labels, dtype=np.int64)
+    if L.ndim != 2:
+        raise ValueError(f"frame_labels must have shape (T, n), got {L.shape}")
+    return _majority(np.broadcast_to(np.arange(L.shape[1]), L.shape).ravel(), L.ravel(), L.shape[1], ignore_index)
 
 
 def face_to_vertex_labels(F: np.ndarray, face_labels: np.ndarray, n_vertices: int,

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from meshgdl.data.labels import IGNORE_INDEX
+from meshgdl.data.labels import IGNORE_INDEX, frame_majority
 
 
 def confusion_matrix(pred, target, n_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -153,10 +153,7 @@ def temporal_consistency(frame_labels, ignore_index: int = IGNORE_INDEX) -> dict
     if n == 0:
         return {"frames": int(T), "vertices": 0, "majority_agreement": float("nan"),
                 "never_changing": float("nan"), "flips_per_frame": float("nan")}
-    k = int(L.max()) + 1
-    counts = np.zeros((n, k), dtype=np.int64)
-    np.add.at(counts, (np.broadcast_to(np.arange(n), L.shape).ravel(), L.ravel()), 1)
-    majority = counts.argmax(axis=1)
+    majority = frame_majority(L, ignore_index)
     return {
         "frames": int(T),
         "vertices": int(n),
@@ -164,6 +161,16 @@ def temporal_consistency(frame_labels, ignore_index: int = IGNORE_INDEX) -> dict
         "never_changing": float((L == L[0]).all(axis=0).mean()),
         "flips_per_frame": float((L[1:] != L[:-1]).mean()) if T > 1 else 0.0,
     }
+
+
+def edge_length_variation(frame_lengths) -> np.ndarray:
+    """How far from isometric a motion is: ``frame_lengths (T, e)``, every edge's length
+    in every frame -> ``(e,)`` each edge's standard deviation over the frames relative to
+    its mean length (0 for an isometric motion)."""
+    R = np.asarray(frame_lengths, dtype=np.float64)
+    if R.ndim != 2 or R.shape[0] == 0:
+        raise ValueError(f"frame_lengths must have shape (T >= 1, e), got {R.shape}")
+    return R.std(axis=0) / np.maximum(R.mean(axis=0), np.finfo(float).tiny)
 
 
 def feature_drift(frame_values, constant_rtol: float = 1e-12) -> dict:
