@@ -24,6 +24,13 @@ axis permutation, then rigid ICP) and their labels carried to the 10k vertices b
 surface point; the script then reports the temporal consistency of that ground truth
 and the per-frame accuracy of the ``api`` run's labels against it.
 
+With ``--hold-hks`` (a diagnostic, ``api`` run only): the network's HKS input on every
+frame is replaced by the rest pose's on the same working vertices (its gradient is still
+taken on the frame), so what flickers then comes from the rest of the network's
+geometry (log maps, transport, gradients, normalisation), not from the descriptor. The
+header also prints how far from isometric the motion is: each edge's length over all
+the frames, its standard deviation relative to its mean.
+
 Seconds per frame are wall time over frames. Consistency (per-frame labels): share of
 (vertex, frame) labels equal to the vertex's majority and share of vertices that never
 change label (:func:`meshgdl.train.metrics.temporal_consistency`). Data: the animations
@@ -93,6 +100,43 @@ def _align(P: np.ndarray, Q: np.ndarray, R0: np.ndarray | None) -> tuple[np.ndar
     return Q, R0
 
 
+def edge_strain(anim, T: int) -> np.ndarray:
+    """``(e,)``: every edge's length over the first ``T`` frames, its standard deviation relative to
+    its mean (:func:`meshgdl.train.metrics.edge_length_variation`; 0 = isometric)."""
+    from meshgdl.train.metrics import edge_length_variation
+
+    F = anim.rest.F
+    E = np.unique(np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1), axis=0)
+    return edge_length_variation([np.linalg.norm(anim.frame(t).V[E[:, 0]] - anim.frame(t).V[E[:, 1]], axis=1)
+                                  for t in range(T)])
+
+
+def hold_hks(anim, seg):
+    """Make every call of ``meshgdl.data.batching.prepare`` on one of the rest pose's
+    working components return the rest pose's HKS (``--hold-hks``); returns a function
+    that undoes it. Forked workers inherit the change."""
+    import dataclasses
+
+    import meshgdl.data.batching as batching
+    from meshgdl.segmentation import plan_segmentation
+
+    plan = plan_segmentation(anim.rest, seg)
+    wm = plan.working.apply(anim.rest.V)
+    orig = batching.prepare
+    rest = {(len(idx), len(Fc)): orig(wm.V[idx], Fc, seg.config, replay=replay).ops.hks
+            for idx, Fc, replay in plan.parts}
+
+    def prepare(V, F, config, cache_dir=None, replay=None):
+        sample = orig(V, F, config, cache_dir=cache_dir, replay=replay)
+        key = (len(V), len(F))
+        if key in rest:
+            sample.ops = dataclasses.replace(sample.ops, hks=rest[key])
+        return sample
+
+    batching.prepare = prepare
+    return lambda: setattr(batching, "prepare", orig)
+
+
 def crane_ground_truth(anim, human_seg: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(labels (18, n_file) int64, frames (18,))``: human_seg's labelled crane frames
     carried onto the cache's frames 0, 5, ..., 85 (see the module docstring)."""
@@ -124,16 +168,19 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=None, help="worker processes of api/cli (default: per core)")
     p.add_argument("--skip", nargs="*", default=[], choices=["reference", "api", "cli"])
     p.add_argument("--refine", type=float, default=None, metavar="SMOOTHNESS",
-                   help="boundary refinement of every run (default: as meshgdl segment does -- the model's for "
-                        "reference, per-frame labels of api/cli unrefined; 0 = off)")
+                   help="boundary refinement of every run (default: the model's, as meshgdl segment does; "
+                        "0 = off)")
     p.add_argument("--ground-truth", action="store_true",
                    help="crane: score per-frame labels against human_seg's 18 labelled crane frames")
+    p.add_argument("--hold-hks", action="store_true",
+                   help="diagnostic: every frame's HKS input replaced by the rest pose's (api run only)")
     p.add_argument("--json", metavar="OUT.json", help="write the measure.py record here")
     a = p.parse_args(argv)
 
     import torch
 
     from meshgdl.animation_segmentation import segment_animation
+    from meshgdl.data.labels import frame_majority
     from meshgdl.io import load_animation
     from meshgdl.segmentation import load_segmenter, segment
     from meshgdl.train.metrics import temporal_consistency
@@ -148,6 +195,14 @@ def main(argv=None) -> int:
     seg = load_segmenter(a.model, working_vertices=a.working_vertices)
     print(f"{a.animation}: {T} frames, {anim.rest.n_orig_vertices} vertices, model {a.model}, "
           f"{os.cpu_count()} cores")
+    strain = edge_strain(anim, T)
+    print(f"strain of the motion (an edge's length over the frames, std / mean): mean {100 * strain.mean():.1f} %, "
+          f"90th percentile {100 * np.percentile(strain, 90):.1f} %, 99th {100 * np.percentile(strain, 99):.1f} %")
+    if a.hold_hks:
+        if set(a.skip) != {"reference", "cli"}:
+            raise SystemExit("--hold-hks changes this process's pipeline: use it with --skip reference cli")
+        hold_hks(anim, seg)
+        print("diagnostic: every frame's HKS input held at the rest pose's")
 
     results: dict[str, list[dict]] = {"reference": [], "api": [], "cli": []}
 
@@ -226,8 +281,14 @@ def main(argv=None) -> int:
               f"{100 * c_pred['never_changing']:.2f} %")
         print(f"  per-frame accuracy against it: mean {100 * acc.mean():.2f} % (min {100 * acc.min():.2f} %, "
               f"max {100 * acc.max():.2f} %)")
+        # one label per vertex for the whole sequence: its majority over all the per-frame labels
+        steady = frame_majority(api_labels[0])
+        acc_steady = (steady[None] == gt).mean(axis=1)
+        print(f"  each vertex's majority per-frame label, held on every frame: {100 * acc_steady.mean():.2f} % "
+              f"(the ground truth's own majority: {100 * (frame_majority(gt)[None] == gt).mean():.2f} %)")
         summary["ground_truth"] = {"frames": frames.tolist(), "consistency": c_gt, "prediction_consistency": c_pred,
-                                   "accuracy_per_frame": acc.tolist()}
+                                   "accuracy_per_frame": acc.tolist(),
+                                   "majority_label_accuracy_per_frame": acc_steady.tolist()}
     if a.json:
         measure.write_json(a.json, measure.record("animation_segment.py", summary, vars(a), env0))
     return 0

@@ -132,6 +132,7 @@ def model_frames(anim, seg, plan, frames) -> tuple[list[np.ndarray], np.ndarray,
     from meshgdl.nn.features import input_features
     from meshgdl.nn.pooling import invariant_features
     from meshgdl.operators import unit_area
+    from meshgdl.train.metrics import edge_length_variation
 
     model = seg.model
     n_layers = int(model.num_feature_layers)
@@ -170,7 +171,7 @@ def model_frames(anim, seg, plan, frames) -> tuple[list[np.ndarray], np.ndarray,
         secs[j] = time.perf_counter() - t0
     # how far from isometric the motion is at each level: the mean over edges of the
     # relative standard deviation of the edge's length over the frames
-    stretch = [float(np.mean(np.std(R, axis=0) / np.mean(R, axis=0))) for R in map(np.stack, edges)]
+    stretch = [float(np.mean(edge_length_variation(np.stack(R)))) for R in edges]
     return out, seen, secs, {"level_vertices": levels, "edge_length_variation": stretch}
 
 
