@@ -317,3 +317,71 @@ def test_cut_holes_removes_faces_only():
     rows = {tuple(f) for f in F.tolist()}
     assert all(tuple(f) in rows for f in F2.tolist())  # a subset of the faces, unchanged
     assert len(cut_holes(V, F, np.random.default_rng(0), 3, 0.0)[1]) == len(F)  # radius 0: nothing cut
+
+
+def _kabsch(P, Q):
+    """Rotation R with Q - mean(Q) ~ (P - mean(P)) R^T."""
+    H = (P - P.mean(0)).T @ (Q - Q.mean(0))
+    U, _, Wt = np.linalg.svd(H)
+    D = np.diag([1, 1, np.sign(np.linalg.det(Wt.T @ U.T))])
+    return Wt.T @ D @ U.T
+
+
+def test_articulate_turns_parts_rigidly_and_strains_only_the_joints():
+    from meshgdl.data.transforms import articulate
+    from meshgdl.geometry.topology import ring_distance
+    from meshes import tube
+
+    V, F = tube(n_around=32, n_along=61, height=6.0, jitter=0.2)
+    # root below z = -1, its child up to z = 1, the grandchild above; a second, separate
+    # tube with the same labels (a left and a right limb) next to it
+    y = np.where(V[:, 2] < -1, 0, np.where(V[:, 2] < 1, 1, 2))
+    V2, F2 = np.concatenate([V, V + [5.0, 0, 0]]), np.concatenate([F, F + len(V)])
+    y2 = np.concatenate([y, y])
+    parents = {1: 0, 2: 1}
+    W = articulate(V2, F2, y2, parents, np.random.default_rng(0), max_angle=np.pi / 4, blend_rings=3)
+    assert W.shape == V2.shape
+    np.testing.assert_array_equal(articulate(V2, F2, y2, parents, np.random.default_rng(0), np.pi / 4, 3), W)
+    np.testing.assert_allclose(articulate(V2, F2, y2, parents, np.random.default_rng(0), 0.0), V2, atol=1e-12)
+    joint = np.zeros(len(V2), bool)
+    E = np.concatenate([F2[:, [0, 1]], F2[:, [1, 2]], F2[:, [2, 0]]])
+    cross = y2[E[:, 0]] != y2[E[:, 1]]
+    joint[E[cross].ravel()] = True
+    far = ring_distance(F2, len(V2), joint, 4) > 3  # beyond every blend band
+    assert far.sum() > 0.5 * len(V2)
+    # the root stays, every other piece moves rigidly (distances kept), each one its own way
+    np.testing.assert_allclose(W[far & (y2 == 0)], V2[far & (y2 == 0)], atol=1e-12)
+    rotations = []
+    for side in (slice(0, len(V)), slice(len(V), None)):
+        for lab in (1, 2):
+            m = np.zeros(len(V2), bool)
+            m[side] = True
+            m &= far & (y2 == lab)
+            P, Q = V2[m], W[m]
+            d0 = np.linalg.norm(P[:, None] - P[None], axis=-1)
+            np.testing.assert_allclose(np.linalg.norm(Q[:, None] - Q[None], axis=-1), d0, atol=1e-9)
+            assert np.abs(Q - P).max() > 1e-2
+            rotations.append(_kabsch(P, Q))
+    assert np.abs(rotations[0] - rotations[2]).max() > 1e-3  # left and right limbs turned differently
+    # edges away from the joints keep their length; the strain sits at the joints
+    e0 = np.linalg.norm(V2[E[:, 0]] - V2[E[:, 1]], axis=1)
+    e1 = np.linalg.norm(W[E[:, 0]] - W[E[:, 1]], axis=1)
+    rigid = far[E[:, 0]] & far[E[:, 1]]
+    np.testing.assert_allclose(e1[rigid], e0[rigid], rtol=1e-9)
+    assert np.abs(e1 / e0 - 1)[~rigid].max() > 1e-3
+
+
+def test_articulate_rejects_bad_input():
+    from meshgdl.data.transforms import articulate
+
+    V, F = icosphere(1)
+    y = np.zeros(len(V), dtype=np.int64)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="labels"):
+        articulate(V, F, y[:-1], {1: 0}, rng)
+    with pytest.raises(ValueError, match="blend_rings"):
+        articulate(V, F, y, {1: 0}, rng, blend_rings=0)
+    with pytest.raises(ValueError, match="tree"):
+        articulate(V, F, y, {1: 2, 2: 1}, rng)
+    # a label that is not on the mesh moves nothing
+    np.testing.assert_array_equal(articulate(V, F, y, {1: 0}, rng), V)

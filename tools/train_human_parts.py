@@ -62,6 +62,9 @@ from meshgdl.atomic import write_text_atomic  # noqa: E402
 
 SPLITS = ROOT / "tools" / "splits" / "human_seg"
 WORKING_VERTICES = 750
+#: each part's parent in the body's tree (torso the root), for --articulate
+PART_PARENTS = {"head": "torso", "upper_arm": "torso", "lower_arm": "upper_arm", "hand": "lower_arm",
+                "upper_leg": "torso", "lower_leg": "upper_leg", "foot": "lower_leg"}
 
 from train_pretrained import MODEL as FIGURE_MODEL  # noqa: E402
 
@@ -141,10 +144,12 @@ def retriangulate(V, F, rng, n_target: int, noise: float, deform=None, holes: fl
 def make_data(work: Path, a) -> dict:
     from meshgdl.data.datasets import get_dataset, write_mesh_folder
     from meshgdl.data.labels import nearest_surface_labels
-    from meshgdl.data.transforms import smooth_deformation
+    from meshgdl.data.transforms import articulate, smooth_deformation
 
     rng = np.random.default_rng(a.seed)
     train = get_dataset("human_seg", "train", a.data_root, SPLITS)
+    ids = {name: i for i, name in enumerate(train.class_names)}
+    parents = {ids[c]: ids[p] for c, p in PART_PARENTS.items()}
     val = get_dataset("human_seg", "val", a.data_root, SPLITS)
     test = get_dataset("human_seg", "test", a.data_root, SPLITS)
     items, names = [], {"train": [], "val": [], "test": []}
@@ -159,9 +164,10 @@ def make_data(work: Path, a) -> dict:
                 continue
             for k in range(a.variants):
                 n_t = int(round(WORKING_VERTICES * rng.uniform(0.8, 1.2)))
-                field = smooth_deformation(it.V, rng, a.deform) if a.deform > 0 else None
-                Vw, Fw, wm = retriangulate(it.V, it.F, rng, n_t, a.noise, field, a.holes)
-                Vo = field(it.V) if field is not None else it.V
+                V0 = articulate(it.V, it.F, it.y, parents, rng, np.radians(a.articulate)) if a.articulate > 0 else it.V
+                field = smooth_deformation(V0, rng, a.deform) if a.deform > 0 else None
+                Vw, Fw, wm = retriangulate(V0, it.F, rng, n_t, a.noise, field, a.holes)
+                Vo = field(V0) if field is not None else V0
                 y = nearest_surface_labels(Vw, wm.normalize(Vo), it.F, it.y)
                 name = f"{it.name}__retri{k}"
                 items.append((name, Vw, Fw, y))
@@ -172,6 +178,7 @@ def make_data(work: Path, a) -> dict:
     info = {"source": "human_seg (MeshCNN's simplified version of Maron et al. 2017)",
             "splits": {k: len(v) for k, v in names.items()}, "variants_per_train_mesh": a.variants,
             "noise_mean_edge_lengths": a.noise, "deform_strain": a.deform, "holes": a.holes,
+            "articulate_max_degrees": a.articulate,
             "working_vertices": WORKING_VERTICES, "methods": methods,
             "seed": a.seed, "val_list": str(SPLITS.relative_to(ROOT) / "val.txt"),
             "seconds": time.perf_counter() - t0}
@@ -254,7 +261,8 @@ def export(work: Path, a) -> Path:
         # working mesh's holes closed; unchanged on closed inputs
         fill_holes=True,
         training={"recipe": f"tools/train_human_parts.py WORK --seed {a.seed} --variants {a.variants} "
-                            f"--noise {a.noise} --deform {a.deform} --holes {a.holes} --epochs {a.epochs} "
+                            f"--noise {a.noise} --deform {a.deform} --holes {a.holes} --articulate {a.articulate} "
+                            f"--epochs {a.epochs} "
                             f"--seeds {a.export_seed}",
                   "train_config": train_config(a), "data": recipe},
         metrics=metrics)
@@ -309,6 +317,9 @@ def main(argv=None) -> int:
                    help="share of the copies with 4-16 holes cut before decimation (closed as segment closes them)")
     p.add_argument("--deform", type=float, default=0.0,
                    help="smooth random non-rigid deformation of the copies, as the largest strain (0: none)")
+    p.add_argument("--articulate", type=float, default=0.0, metavar="DEGREES",
+                   help="turn every part of each copy about its joint by up to this angle before re-triangulating "
+                        "(meshgdl.data.transforms.articulate: a new pose, strain at the joints; 0: none)")
     p.add_argument("--epochs", type=int, default=TRAIN["epochs"])
     p.add_argument("--data-root", help="folder holding human_seg/ (default $MESHGDL_DATA or ../shared/datasets)")
     p.add_argument("--export-seed", type=int, default=0)

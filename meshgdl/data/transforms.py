@@ -36,6 +36,8 @@ Two kinds of transform:
   :func:`anisotropic_scaling` (different scale factors along three random orthogonal
   axes: changes the intrinsic geometry, which no intrinsic feature is blind to) and
   :func:`bend_twist` (a twist about, and a bend of, a random axis through the shape);
+  :func:`articulate` (a labelled body's parts turned about their joints, the strain in
+  a band around each joint; returns positions, not a field);
   :func:`cut_holes` removes the faces around random centres (a scan's missing patches).
 
 Every transform is called as ``t(obj, rng)`` with a ``numpy.random.Generator`` so
@@ -411,6 +413,80 @@ def bend_twist(V, rng: np.random.Generator, max_twist: float = np.pi / 3, max_be
             h2, u2 = h, u
         return c + h2[:, None] * a + u2[:, None] * b + w[:, None] * e
     return field
+
+
+def articulate(V, F, labels, parents: dict, rng: np.random.Generator, max_angle: float = np.pi / 6,
+               blend_rings: int = 3, min_vertices: int = 8) -> np.ndarray:
+    """A random pose change of a labelled body: every part turned about its joint.
+
+    ``V (n, 3)``, ``F (m, 3)``, ``labels (n,)`` per vertex; ``parents``: each part
+    label's parent label (e.g. lower arm -> upper arm), the root (a label that is no
+    key) stays put. A *limb* is a connected piece of a label together with everything
+    below it in the tree (one per side for a body whose left and right share labels);
+    its *joint* is its vertices next to the parent label, its pivot their centroid.
+    From the root outwards, each limb is rotated about its pivot by a uniform random
+    angle up to ``max_angle`` radians about a uniform random axis (a bend and a twist),
+    with linear-blend weights: 1 inside the limb ``blend_rings`` edge rings past the
+    joint, 0 as far outside, 1/2 on the joint. So parts stay rigid and the strain of the
+    pose change sits in a band around each joint -- as in skinned and captured
+    animations. Pieces smaller than ``min_vertices`` and joints of fewer than 3
+    vertices are left alone. Returns ``(n, 3)`` float64 positions (connectivity and
+    labels unchanged). Not a field of arbitrary points: it needs the vertices' labels.
+    """
+    from meshgdl.geometry.topology import ring_distance, vertex_adjacency, vertex_components
+
+    V = np.asarray(V, dtype=np.float64)
+    F = np.asarray(F, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(V)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+    if blend_rings < 1:
+        raise ValueError(f"blend_rings must be >= 1, got {blend_rings}")
+    children: dict[int, list[int]] = {}
+    for c, par in parents.items():
+        children.setdefault(int(par), []).append(int(c))
+
+    def depth(lab: int) -> int:
+        d = 0
+        while lab in parents:
+            lab, d = int(parents[lab]), d + 1
+            if d > len(parents):
+                raise ValueError("parents must form a tree (a cycle was found)")
+        return d
+
+    def below(lab: int) -> list[int]:
+        out, todo = [], [lab]
+        while todo:
+            x = todo.pop()
+            out.append(x)
+            todo.extend(children.get(x, []))
+        return out
+
+    A = vertex_adjacency(F, n)
+    joints = []
+    for lab in sorted((int(k) for k in parents), key=depth):
+        region = np.isin(labels, below(lab))
+        _, comp = vertex_components(F[np.all(region[F], axis=1)], n)
+        next_to_parent = (A @ (labels == int(parents[lab])).astype(np.float64)) > 0
+        for c in np.unique(comp[region & (labels == lab)]):
+            limb = region & (comp == c)
+            ring = limb & (labels == lab) & next_to_parent
+            if limb.sum() >= min_vertices and ring.sum() >= 3:
+                joints.append((limb, ring))
+    out = V.copy()
+    for limb, ring in joints:
+        d = np.minimum(ring_distance(F, n, ring, blend_rings), blend_rings).astype(np.float64)
+        w = np.where(limb, 0.5 + 0.5 * d / blend_rings, 0.5 - 0.5 * d / blend_rings)
+        w[~limb & (d == 0)] = 0.5
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        ang = rng.uniform(-max_angle, max_angle)
+        K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        R = np.eye(3) + np.sin(ang) * K + (1 - np.cos(ang)) * (K @ K)
+        p = out[ring].mean(axis=0)
+        out = out + w[:, None] * ((out - p) @ R.T + p - out)
+    return out
 
 
 def cut_holes(V, F, rng: np.random.Generator, n_holes: int, radius: float):
