@@ -73,6 +73,16 @@ def test_temporal_consistency_counts():
         temporal_consistency(np.zeros(4))
 
 
+def test_edge_length_variation():
+    from meshgdl.train.metrics import edge_length_variation
+
+    # a rigid motion keeps every length; lengths 1 and 3 over two frames: std 1 / mean 2
+    np.testing.assert_allclose(edge_length_variation(np.tile([[1.0, 2.0, 5.0]], (4, 1))), 0.0, atol=1e-15)
+    np.testing.assert_allclose(edge_length_variation([[1.0, 2.0], [3.0, 2.0]]), [0.5, 0.0])
+    with pytest.raises(ValueError):
+        edge_length_variation(np.ones(3))
+
+
 def test_frame_majority_ties_and_unlabelled_frames():
     from meshgdl.data.labels import frame_majority
 
