@@ -14,7 +14,9 @@ Steps (each skipped when its output exists, so an interrupted run continues)::
 
 1. ``data``: ``WORK/data`` in the custom-folder format. Every mesh of the standard
    split as it is, plus, for each *training* mesh, ``--variants`` re-triangulated
-   copies made the way ``meshgdl segment`` sees a user's finer mesh: subdivided x16
+   copies made the way ``meshgdl segment`` sees a user's finer mesh (with
+   ``--articulate`` each copy first re-posed, every part turned about its joint by
+   :func:`meshgdl.data.transforms.articulate`): subdivided x16
    (midpoint or Loop, at random), jittered by Gaussian noise of ``--noise`` mean
    edge lengths, then brought back to about ``--working-vertices`` (+-20 %) by
    :func:`meshgdl.data.working_mesh.working_mesh` -- the same decimation the pipeline uses;

@@ -107,14 +107,17 @@ def edge_strain(anim, T: int) -> np.ndarray:
 
     F = anim.rest.F
     E = np.unique(np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1), axis=0)
-    return edge_length_variation([np.linalg.norm(anim.frame(t).V[E[:, 0]] - anim.frame(t).V[E[:, 1]], axis=1)
-                                  for t in range(T)])
+    lengths = []
+    for t in range(T):
+        V = anim.frame_V(t)
+        lengths.append(np.linalg.norm(V[E[:, 0]] - V[E[:, 1]], axis=1))
+    return edge_length_variation(lengths)
 
 
 def hold_hks(anim, seg):
     """Make every call of ``meshgdl.data.batching.prepare`` on one of the rest pose's
-    working components return the rest pose's HKS (``--hold-hks``); returns a function
-    that undoes it. Forked workers inherit the change."""
+    working components return the rest pose's HKS (``--hold-hks``), for the rest of this
+    process; forked workers inherit the change."""
     import dataclasses
 
     import meshgdl.data.batching as batching
@@ -134,7 +137,6 @@ def hold_hks(anim, seg):
         return sample
 
     batching.prepare = prepare
-    return lambda: setattr(batching, "prepare", orig)
 
 
 def crane_ground_truth(anim, human_seg: Path) -> tuple[np.ndarray, np.ndarray]:
