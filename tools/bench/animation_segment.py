@@ -139,6 +139,19 @@ def hold_hks(anim, seg):
     batching.prepare = prepare
 
 
+def changing_by_boundary(frame_labels: np.ndarray) -> dict:
+    """Vertices whose label changes over the frames of ``frame_labels (T, n)``, by the
+    pair of labels they switch between: ``{(a, b): count}`` (a < b; unlabelled frames
+    ignored), vertices taking three or more labels under ``"3+"``."""
+    out: dict = {}
+    for i in np.flatnonzero((frame_labels != frame_labels[:1]).any(axis=0)):
+        u = [int(x) for x in np.unique(frame_labels[:, i]) if x >= 0]
+        key = tuple(u) if len(u) == 2 else "3+" if len(u) > 2 else None
+        if key is not None:
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
 def crane_ground_truth(anim, human_seg: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(labels (18, n_file) int64, frames (18,))``: human_seg's labelled crane frames
     carried onto the cache's frames 0, 5, ..., 85 (see the module docstring)."""
@@ -288,7 +301,15 @@ def main(argv=None) -> int:
         acc_steady = (steady[None] == gt).mean(axis=1)
         print(f"  each vertex's majority per-frame label, held on every frame: {100 * acc_steady.mean():.2f} % "
               f"(the ground truth's own majority: {100 * (frame_majority(gt)[None] == gt).mean():.2f} %)")
+        by_gt, by_pred = changing_by_boundary(gt), changing_by_boundary(pred)
+        names = list(seg.class_names)
+        print("  vertices changing label on those frames, by boundary (ground truth / per-frame labels):")
+        for key in sorted(set(by_gt) | set(by_pred), key=lambda k: -(by_gt.get(k, 0) + by_pred.get(k, 0))):
+            name = key if key == "3+" else f"{names[key[0]]}/{names[key[1]]}"
+            print(f"    {name:<24} {by_gt.get(key, 0):6d} / {by_pred.get(key, 0):6d}")
         summary["ground_truth"] = {"frames": frames.tolist(), "consistency": c_gt, "prediction_consistency": c_pred,
+                                   "changing_by_boundary": {str(k): [by_gt.get(k, 0), by_pred.get(k, 0)]
+                                                            for k in set(by_gt) | set(by_pred)},
                                    "accuracy_per_frame": acc.tolist(),
                                    "majority_label_accuracy_per_frame": acc_steady.tolist()}
     if a.json:
