@@ -214,7 +214,9 @@ def _edge_topology(F: np.ndarray, n: int):
     face side (sorted vertex pair) with its face and its edge. Cached for the last ``F``."""
     if _TOPOLOGY and _TOPOLOGY[0][1] == n and np.array_equal(_TOPOLOGY[0][0], F):
         return _TOPOLOGY[0][2]
-    sides = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
+    from meshgdl.geometry.topology import face_sides
+
+    sides = face_sides(F)
     face = np.tile(np.arange(len(F)), 3)
     ok = sides[:, 0] != sides[:, 1]
     sides, face = sides[ok], face[ok]

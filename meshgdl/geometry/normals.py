@@ -76,8 +76,9 @@ def corner_angles(V: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 def boundary_vertices(F: np.ndarray, n: int) -> np.ndarray:
     """(n,) bool: vertex lies on an edge used by exactly one face."""
-    E = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
-    uniq, counts = np.unique(E, axis=0, return_counts=True)
+    from meshgdl.geometry.topology import face_sides
+
+    uniq, counts = np.unique(face_sides(F), axis=0, return_counts=True)
     mask = np.zeros(n, dtype=bool)
     mask[uniq[counts == 1].ravel()] = True
     return mask

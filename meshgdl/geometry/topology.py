@@ -53,8 +53,10 @@ def ring_distance(F: np.ndarray, n: int, seeds, max_rings: int) -> np.ndarray:
     return dist
 
 
-def _edges(F: np.ndarray) -> np.ndarray:
-    """(3m, 2) sorted undirected edges, one per face side (edge k is opposite corner k)."""
+def face_sides(F: np.ndarray) -> np.ndarray:
+    """(3m, 2) sorted undirected edges, one per face side: rows ``k*m .. (k+1)*m - 1`` are
+    the sides opposite corner ``k`` of faces ``0 .. m-1`` (an edge shared by two faces
+    appears twice; ``np.unique(..., axis=0)`` gives the mesh's edges)."""
     E = np.concatenate([F[:, [1, 2]], F[:, [2, 0]], F[:, [0, 1]]])
     return np.sort(E, axis=1)
 
@@ -69,7 +71,7 @@ def is_edge_manifold(F) -> bool:
     ok = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
     if not np.any(ok):
         return True
-    E = _edges(F[ok])
+    E = face_sides(F[ok])
     key = E[:, 0] * (int(E[:, 1].max()) + 1) + E[:, 1]  # 1-D keys: much faster than unique(axis=0)
     key.sort()
     # an edge used three or more times shows up as key[i] == key[i + 2]
@@ -136,6 +138,7 @@ def boundary_halfedges(F: np.ndarray, n: int) -> np.ndarray:
 __all__ = [
     "vertex_components",
     "vertex_adjacency",
+    "face_sides",
     "ring_distance",
     "is_edge_manifold",
     "is_vertex_manifold",

@@ -103,10 +103,10 @@ def _align(P: np.ndarray, Q: np.ndarray, R0: np.ndarray | None) -> tuple[np.ndar
 def edge_strain(anim, T: int) -> np.ndarray:
     """``(e,)``: every edge's length over the first ``T`` frames, its standard deviation relative to
     its mean (:func:`meshgdl.train.metrics.edge_length_variation`; 0 = isometric)."""
+    from meshgdl.geometry.topology import face_sides
     from meshgdl.train.metrics import edge_length_variation
 
-    F = anim.rest.F
-    E = np.unique(np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1), axis=0)
+    E = np.unique(face_sides(anim.rest.F), axis=0)
     lengths = []
     for t in range(T):
         V = anim.frame_V(t)
