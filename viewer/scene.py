@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 from .colormaps import apply_colormap, label_rgb
 from .features import Feature, TangentFeature, ViewerError, gradient_tangent
 
